@@ -1,0 +1,28 @@
+"""
+foolscap-sidetls: run Foolscap over any transport, with the TLS side taken
+from the connection's logical role -- the listener is the TLS server, the
+dialer the TLS client -- instead of from the socket direction.
+
+    from foolscap_sidetls import install, listener
+    install(tub)                                  # every dial is role-based
+    tub.listenOn("sidetls:tcp:0")                  # or listener(endpoint)
+"""
+
+from ._version import __version__
+from ._endpoints import dialer, listener
+from ._errors import TLSHandshakeTimeout, TLSSideError
+from ._handler import handler, install
+from ._interfaces import ISideTLSTransport
+from ._protocol import DEFAULT_HANDSHAKE_TIMEOUT
+
+__all__ = [
+    "DEFAULT_HANDSHAKE_TIMEOUT",
+    "ISideTLSTransport",
+    "TLSHandshakeTimeout",
+    "TLSSideError",
+    "__version__",
+    "dialer",
+    "handler",
+    "install",
+    "listener",
+]

@@ -1,0 +1,29 @@
+"""
+Exceptions raised or reported by foolscap-sidetls.
+"""
+
+from foolscap.tokens import NegotiationError
+
+
+class TLSSideError(NegotiationError):
+    """
+    The TLS handshake could not start because both ends picked the same TLS
+    side.
+
+    This is the failure a mixed deployment hits: one end uses foolscap-sidetls
+    (the listener is the TLS server), the other still takes its side from the
+    socket direction.  Foolscap reports C{str()} of this exception in the
+    C{getReference} errback and in C{ConnectionInfo}, so the text is written
+    for the person reading those, not for a developer.
+    """
+
+
+class TLSHandshakeTimeout(TLSSideError):
+    """
+    No TLS handshake completed within the handshake wait.
+
+    When both ends wait as TLS servers nobody speaks first, and without a
+    bound the connection would sit silent until Foolscap's own 120 s
+    connection timeout.  A subclass of L{TLSSideError} because the usual cause
+    is the same mis-matched side choice, seen from the other end.
+    """

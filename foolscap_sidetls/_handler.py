@@ -1,0 +1,117 @@
+"""
+Connection-hint handlers whose endpoints are dialers.
+
+Foolscap's C{TubConnector} asks a handler per hint type for an endpoint and
+connects a C{Negotiation} factory to it.  Wrapping the handler wraps every
+endpoint it makes, so any handler -- Foolscap's tcp, tor and i2p ones, or a
+user's -- becomes role-based without knowing about it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Union
+
+from zope.interface import implementer
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from foolscap.ipb import IConnectionHintHandler
+
+from ._endpoints import dialer
+from ._protocol import DEFAULT_HANDSHAKE_TIMEOUT
+
+_HintResult = tuple[IStreamClientEndpoint, str]
+
+
+@implementer(IConnectionHintHandler)
+class SideTLSHandler:
+    """
+    An C{IConnectionHintHandler} that delegates hint parsing to another
+    handler and makes each endpoint it returns a dialer.
+    """
+
+    def __init__(
+        self,
+        inner: IConnectionHintHandler,
+        clock: Optional[IReactorTime] = None,
+        handshakeTimeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+    ) -> None:
+        self.inner = inner
+        self._clock = clock
+        self._handshakeTimeout = handshakeTimeout
+
+    def __repr__(self) -> str:
+        return "<sidetls handler around %r>" % (self.inner,)
+
+    def hint_to_endpoint(
+        self, hint: str, reactor: Any, update_status: Callable[[str], None]
+    ) -> Union[_HintResult, "Deferred[_HintResult]"]:
+        # Stay synchronous when the inner handler is: Foolscap accepts both,
+        # and a Deferred costs a reactor-independent but real detour per hint.
+        result = self.inner.hint_to_endpoint(hint, reactor, update_status)
+        if isinstance(result, Deferred):
+            return result.addCallback(self._wrap)
+        return self._wrap(result)
+
+    def _wrap(self, result: _HintResult) -> _HintResult:
+        endpoint, host = result
+        return (
+            dialer(
+                endpoint, clock=self._clock, handshake_timeout=self._handshakeTimeout
+            ),
+            host,
+        )
+
+    def describe(self) -> str:
+        describe = getattr(self.inner, "describe", None)
+        inner = describe() if describe is not None else repr(self.inner)
+        return "sidetls+" + inner
+
+
+def handler(
+    inner: IConnectionHintHandler,
+    *,
+    clock: Optional[IReactorTime] = None,
+    handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+) -> IConnectionHintHandler:
+    """
+    Make C{inner}'s endpoints dialers (TLS clients), for
+    C{tub.addConnectionHintHandler(hint_type, handler(inner))}.
+
+    Wrapping an already wrapped handler returns it unchanged, so calling
+    L{install} twice is harmless.
+
+    @raise TypeError: if C{inner} is not an C{IConnectionHintHandler}.
+    """
+    if not IConnectionHintHandler.providedBy(inner):
+        raise TypeError(
+            "foolscap_sidetls.handler() expects an IConnectionHintHandler "
+            "(such as foolscap.connections.tcp.default() or "
+            "foolscap.connections.tor.socks_endpoint(...)), got %r (%s)"
+            % (inner, type(inner).__name__)
+        )
+    if isinstance(inner, SideTLSHandler):
+        return inner
+    return SideTLSHandler(inner, clock, handshake_timeout)
+
+
+def install(tub: Any) -> None:
+    """
+    Make every connection C{tub} dials role-based: wrap each hint handler it
+    has, Foolscap's default C{tcp} one included.
+
+    A Tub whose handlers were removed (a Tor-only node, say) gets none
+    added.  Handlers added after this call are not wrapped; add them as
+    C{handler(...)} or call C{install} again.  Listeners are chosen by the
+    caller: use L{listener} or C{"sidetls:"} descriptions with
+    C{tub.listenOn}.
+    """
+    # Foolscap keeps its handlers in a private dict with no public getter;
+    # this is the one place we read it.
+    handlers = getattr(tub, "_connectionHandlers", None)
+    if not isinstance(handlers, dict):
+        raise TypeError(
+            "foolscap_sidetls.install() expects a foolscap.api.Tub, got %r (%s)"
+            % (tub, type(tub).__name__)
+        )
+    for hintType, inner in list(handlers.items()):
+        tub.addConnectionHintHandler(hintType, handler(inner))

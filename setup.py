@@ -1,0 +1,38 @@
+from setuptools import setup
+
+with open("foolscap_sidetls/_version.py") as f:
+    version = f.read().split('"')[1]
+
+with open("README.md") as f:
+    long_description = f.read()
+
+setup(
+    name="foolscap-sidetls",
+    version=version,
+    description=(
+        "Foolscap over any Twisted transport, with the TLS side taken from the "
+        "connection's role (listener = TLS server) instead of the socket direction"
+    ),
+    long_description=long_description,
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=["foolscap_sidetls", "twisted.plugins"],
+    package_data={"foolscap_sidetls": ["py.typed"]},
+    install_requires=[
+        "twisted>=23.10",
+        "foolscap>=24.9",
+        "pyopenssl",
+    ],
+    extras_require={
+        "tor": ["txtorcon>=23.11"],
+        "i2p": ["txi2p-tahoe>=0.3.7"],
+        "test": ["pytest>=7", "hypothesis>=6"],
+    },
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.11",
+        "License :: OSI Approved :: MIT License",
+    ],
+)
