@@ -42,7 +42,7 @@ def unparse(args: tuple[str, ...], kwargs: dict[str, str]) -> str:
 
 
 def _inner(args: tuple[str, ...], kwargs: dict[str, str], example: str) -> str:
-    if not args:
+    if not args or not args[0]:
         raise ValueError(
             "a 'sidetls:' endpoint needs an inner endpoint description after "
             "the prefix, e.g. %r" % (example,)
