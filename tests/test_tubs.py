@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IStreamServerEndpoint
 from foolscap.api import Referenceable, Tub
 from foolscap.ipb import IConnectionHintHandler, InvalidHintError
 from foolscap.connections.tcp import DefaultTCP
+from foolscap.negotiate import Negotiation
 
 from foolscap_sidetls import TLSHandshakeTimeout, TLSSideError, handler, install, listener
 from foolscap_sidetls.testing import INBOUND, OUTBOUND, MemoryNetwork
@@ -234,24 +235,50 @@ class ConnectorBookkeepingTests(TubTestCase):
 
 
 class SecurityTests(TubTestCase):
+    def setUpImpostor(self):
+        genuine = self.makeTub()
+        genuine.setLocation("memory:genuine-is-offline")
+        genuineFurl = genuine.registerReference(Echo(), "echo")
+        impostor = self.makeTub()
+
+        class Impostor(Negotiation):
+            """Answers for the genuine TubID, with its own certificate."""
+
+            def handlePLAINTEXTServer(self, header):
+                return Negotiation.handlePLAINTEXTServer(
+                    self, header.replace(genuine.tubID.encode(), impostor.tubID.encode())
+                )
+
+            def sendHello(self):
+                self.myTubID = genuine.tubID
+                return Negotiation.sendHello(self)
+
+        impostor.negotiationClass = Impostor
+        self.net.listen(impostor, "evil", socket=OUTBOUND)
+        return genuine, impostor, genuineFurl.replace("memory:genuine-is-offline", "memory:evil")
+
+    def clientOrdered(self, above):
+        """A sidetls client Tub whose TubID sorts above (or below) C{above}:
+        Foolscap's higher TubID decides the connection, which changes who
+        notices the forgery first."""
+        while True:
+            client = self.client()
+            if client.tubID > above:
+                return client
+
     @defer.inlineCallbacks
-    def test_impostorRejected(self):
+    def test_impostorRejectedByDialer(self):
         """
         A listener that claims a TubID whose key it does not hold is
         rejected: the role-based TLS still hands Foolscap the peer's real
-        certificate.
+        certificate, and Foolscap's check of it still runs.
         """
-        genuine = self.makeTub()
-        genuine.setLocation("memory:genuine-is-offline")
-        impostor = self.makeTub()
-        self.net.listen(impostor, "evil", socket=OUTBOUND)
-        genuineFurl = genuine.registerReference(Echo(), "echo")
-        # The impostor answers for the genuine TubID but holds its own key.
-        impostor.tubID = genuine.tubID
-        forged = genuineFurl.split("@")[0] + "@memory:evil/" + genuineFurl.split("/")[-1]
-        client = self.client()
+        genuine, impostor, forged = self.setUpImpostor()
+        # The dialer decides, so its own certificate check is what fails.
+        client = self.clientOrdered(genuine.tubID)
         f = yield self.assertFailure(client.getReference(forged), Exception)
         self.assertIn("TubID mismatch", str(f))
+        self.assertEqual(client.brokers, {})
 
 
 class HandlerTests(TestCase):

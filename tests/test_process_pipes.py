@@ -1,0 +1,167 @@
+"""
+Foolscap over a child process's stdin/stdout: a transport with no
+startTLS at all.
+
+The child (tests/_pipe_child.py) is a listener serving one connection on
+its stdio through SideTLSFactory(isClient=False); the parent dials it
+through a custom ``pipe:NAME`` hint whose endpoint is Twisted's
+ProcessEndpoint.  With foolscap-sidetls the TLS layer is spliced above the
+pipes and the call works; stock Foolscap asks the pipe transport for
+startTLS and fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Any
+
+from zope.interface import implementer
+from twisted.internet import defer, error, reactor, task
+from twisted.internet.endpoints import ProcessEndpoint
+from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
+from twisted.trial import unittest
+from foolscap.api import Tub
+from foolscap.ipb import IConnectionHintHandler, InvalidHintError
+
+import foolscap_sidetls
+
+CHILD = "/tmp/child_dbg.py"
+
+_HINT = re.compile(r"^pipe:([a-z0-9-]+)$")
+
+
+@implementer(IStreamClientEndpoint)
+class _RecordingEndpoint:
+    """Notes each connected protocol's transport, to find the child later."""
+
+    def __init__(self, inner: IStreamClientEndpoint, transports: list[Any]) -> None:
+        self._inner = inner
+        self._transports = transports
+
+    def connect(self, factory: IProtocolFactory) -> Any:
+        def record(protocol: Any) -> Any:
+            self._transports.append(protocol.transport)
+            return protocol
+
+        return self._inner.connect(factory).addCallback(record)
+
+
+@implementer(IConnectionHintHandler)
+class PipeHintHandler:
+    """
+    A stock (socket-sided, so to speak) handler for ``pipe:NAME`` hints:
+    each connection spawns the child and speaks over its stdin/stdout.
+    """
+
+    def __init__(self, certFile: str, swissnum: str, transports: list[Any]) -> None:
+        self._argv = [sys.executable, CHILD, certFile, swissnum]
+        self._transports = transports
+
+    def hint_to_endpoint(self, hint: str, reactor: Any, update_status: Any) -> Any:
+        mo = _HINT.search(hint)
+        if not mo:
+            raise InvalidHintError("unrecognized pipe hint %r" % (hint,))
+        endpoint = ProcessEndpoint(
+            reactor, sys.executable, self._argv, env=dict(os.environ)
+        )
+        return _RecordingEndpoint(endpoint, self._transports), mo.group(1)
+
+    def describe(self) -> str:
+        return "pipe"
+
+
+class ProcessPipeTests(unittest.TestCase):
+    timeout = 20
+
+    def setUp(self) -> None:
+        # The child's identity is made here, so the FURL exists before the
+        # child does.
+        identity = Tub()
+        self.certFile = self.mktemp()
+        with open(self.certFile, "wb") as f:
+            f.write(identity.getCertData())
+        self.swissnum = identity.generateSwissnumber(Tub.NAMEBITS)
+        self.furl = "pb://%s@pipe:child/%s" % (identity.getTubID(), self.swissnum)
+        self.transports: list[Any] = []
+        self.addCleanup(self._reapChildren)
+
+    @defer.inlineCallbacks
+    def _reapChildren(self) -> Any:
+        """Kill any child still running and wait until it is reaped."""
+        for transport in self.transports:
+            if transport.pid is not None:
+                try:
+                    transport.signalProcess("KILL")
+                except error.ProcessExitedAlready:
+                    pass
+        for _ in range(500):
+            if all(t.pid is None for t in self.transports):
+                return
+            yield task.deferLater(reactor, 0.01, lambda: None)
+        raise AssertionError("child process was not reaped")
+
+    def makeDialer(self, sidetls: bool) -> Tub:
+        tub = Tub(_test_options={"connect_timeout": 10})
+        tub.removeAllConnectionHintHandlers()
+        pipes = PipeHintHandler(self.certFile, self.swissnum, self.transports)
+        tub.addConnectionHintHandler(
+            "pipe", foolscap_sidetls.handler(pipes) if sidetls else pipes
+        )
+        tub.startService()
+        return tub
+
+    def assertChildGone(self) -> None:
+        self.assertEqual(len(self.transports), 1, "expected exactly one child")
+        self.assertIsNone(
+            self.transports[0].pid, "child process still running or not reaped"
+        )
+
+    @defer.inlineCallbacks
+    def test_sidetls_over_pipes(self) -> Any:
+        """
+        A dialer wrapped with foolscap_sidetls.handler reaches the child's
+        Tub over its pipes; both ends took the TLS side of their role.
+        """
+        tub = self.makeDialer(sidetls=True)
+        try:
+            rref = yield tub.getReference(self.furl)
+            payload = os.urandom(200 * 1024)
+            echoed = yield rref.callRemote("echo", payload)
+            self.assertEqual(echoed, payload)
+
+            child = yield rref.callRemote("describe")
+            ours = rref.tracker.broker.transport
+            pid = self.transports[0].pid
+        finally:
+            yield tub.stopService()
+
+        self.assertEqual(child["pid"], pid)
+        self.assertEqual(
+            (child["role"], child["tlsSide"], child["below"]),
+            ("listener", "server", "_ServeOnce"),
+        )
+        self.assertEqual((ours.role, ours.tlsSide), ("dialer", "client"))
+        self.assertEqual(type(ours.transport).__name__, "_ProcessEndpointTransport")
+        self.assertFalse(hasattr(ours.transport, "startTLS"))
+        # Stopping the Tub closed the pipes; the child exited and was reaped.
+        self.assertChildGone()
+        self.assertRaises(ProcessLookupError, os.kill, pid, 0)
+
+    @defer.inlineCallbacks
+    def test_stock_fails_over_pipes(self) -> Any:
+        """
+        Stock Foolscap over the same pipes asks the transport for startTLS,
+        which a process transport does not have.
+        """
+        tub = self.makeDialer(sidetls=False)
+        try:
+            d = tub.getReference(self.furl)
+            failure = yield self.assertFailure(d, AttributeError)
+        finally:
+            yield tub.stopService()
+        self.assertIn("startTLS", str(failure))
+        self.assertIn("_ProcessEndpointTransport", str(failure))
+        # The failed negotiation closed the pipes and the child exited.
+        self.assertChildGone()
