@@ -58,6 +58,12 @@ class TubTestCase(TestCase):
         self.addCleanup(tub.stopService)
         return tub
 
+    def echo(self, rref, payload):
+        """Call echo and check the payload came back; fires with C{rref}."""
+        d = rref.callRemote("echo", payload)
+        d.addCallback(self.assertEqual, payload)
+        return d.addCallback(lambda _: rref)
+
     def serve(self, socket, sidetls=True, wrap=None, name="srv"):
         server = self.makeTub()
         self.net.listen(server, name, socket=socket, sidetls=sidetls, wrap=wrap)
@@ -95,19 +101,19 @@ class SideMatrixTubTests(TubTestCase):
     or inside an outer TLS session.
     """
 
-    @defer.inlineCallbacks
     def check(self, socket, outer):
         server, furl = self.serve(
             socket, wrap=_TLSWrappedServerEndpoint if outer else None
         )
         client = self.client(outer=outer)
-        rref = yield client.getReference(furl)
-        payload = os.urandom(200000)
-        result = yield rref.callRemote("echo", payload)
-        self.assertEqual(result, payload)
-        transport = rref.tracker.broker.transport
-        self.assertEqual(transport.role, "dialer")
-        self.assertEqual(transport.tlsSide, "client")
+
+        def connected(rref):
+            transport = rref.tracker.broker.transport
+            self.assertEqual(transport.role, "dialer")
+            self.assertEqual(transport.tlsSide, "client")
+            return self.echo(rref, os.urandom(200000))
+
+        return client.getReference(furl).addCallback(connected)
 
     def test_listenerOutbound(self):
         return self.check(OUTBOUND, outer=False)
@@ -128,39 +134,31 @@ class StockBaselineTests(TubTestCase):
     listener's connections are outbound sockets, and works otherwise.
     """
 
-    @defer.inlineCallbacks
     def test_stockFailsOverOutboundListener(self):
         server, furl = self.serve(OUTBOUND, sidetls=False)
         client = self.client(sidetls=False)
-        f = yield self.assertFailure(client.getReference(furl), Exception)
-        self.assertIn("unexpected message", str(f))
+        d = self.assertFailure(client.getReference(furl), Exception)
+        return d.addCallback(lambda exc: self.assertIn("unexpected message", str(exc)))
 
-    @defer.inlineCallbacks
     def test_stockWorksOverInboundListener(self):
         server, furl = self.serve(INBOUND, sidetls=False)
         client = self.client(sidetls=False)
-        rref = yield client.getReference(furl)
-        self.assertEqual((yield rref.callRemote("echo", b"x")), b"x")
+        return client.getReference(furl).addCallback(self.echo, b"x")
 
-    @defer.inlineCallbacks
     def test_interopStockDialer(self):
         """A stock dialer reaches a sidetls listener over an accepted socket."""
         server, furl = self.serve(INBOUND, sidetls=True)
         client = self.client(sidetls=False)
-        rref = yield client.getReference(furl)
-        self.assertEqual((yield rref.callRemote("echo", b"y")), b"y")
+        return client.getReference(furl).addCallback(self.echo, b"y")
 
-    @defer.inlineCallbacks
     def test_interopStockListener(self):
         """A sidetls dialer reaches a stock TCP-shaped listener."""
         server, furl = self.serve(INBOUND, sidetls=False)
         client = self.client(sidetls=True)
-        rref = yield client.getReference(furl)
-        self.assertEqual((yield rref.callRemote("echo", b"z")), b"z")
+        return client.getReference(furl).addCallback(self.echo, b"z")
 
 
 class DiagnosisTubTests(TubTestCase):
-    @defer.inlineCallbacks
     def test_peerAlsoClient(self):
         """
         sidetls dialer, stock listener whose socket is outbound: the
@@ -169,23 +167,25 @@ class DiagnosisTubTests(TubTestCase):
         """
         server, furl = self.serve(OUTBOUND, sidetls=False)
         client = self.client(sidetls=True)
-        d = client.getReference(furl)
-        [failure] = yield d.addCallbacks(
-            lambda r: self.fail("connected"), lambda f: [f]
-        )
-        failure.trap(TLSSideError)
-        self.assertIn(
-            "TLS handshake failed: the peer also acted as TLS client (it sent a "
-            "ClientHello)",
-            str(failure.value),
-        )
-        status = failure._connectionInfo.connectorStatuses["memory:srv"]
-        self.assertTrue(
-            status.startswith("negotiation failed: TLS handshake failed: the peer also acted as TLS client"),
-            status,
-        )
 
-    @defer.inlineCallbacks
+        def failed(failure):
+            failure.trap(TLSSideError)
+            self.assertIn(
+                "TLS handshake failed: the peer also acted as TLS client (it sent a "
+                "ClientHello)",
+                str(failure.value),
+            )
+            status = failure._connectionInfo.connectorStatuses["memory:srv"]
+            self.assertTrue(
+                status.startswith(
+                    "negotiation failed: TLS handshake failed: the peer also acted as TLS client"
+                ),
+                status,
+            )
+
+        d = client.getReference(furl)
+        return d.addCallbacks(lambda r: self.fail("connected"), failed)
+
     def test_peerAlsoServer(self):
         """
         sidetls listener, stock dialer whose socket was accepted: both wait
@@ -201,16 +201,19 @@ class DiagnosisTubTests(TubTestCase):
         server.setLocation("memory:srv")
         furl = server.registerReference(Echo(), "echo")
         client = self.client(sidetls=False, socket=INBOUND)
+
+        def explained(_):
+            failures[0].trap(TLSHandshakeTimeout)
+            self.assertIn("no ClientHello arrived within 0.5 s", str(failures[0].value))
+            self.assertIn("the peer also acted as TLS server", str(failures[0].value))
+
         d = client.getReference(furl)
-        yield d.addCallbacks(lambda r: self.fail("connected"), lambda f: None)
-        yield _waitFor(lambda: failures)
-        failures[0].trap(TLSHandshakeTimeout)
-        self.assertIn("no ClientHello arrived within 0.5 s", str(failures[0].value))
-        self.assertIn("the peer also acted as TLS server", str(failures[0].value))
+        d.addCallbacks(lambda r: self.fail("connected"), lambda f: None)
+        d.addCallback(lambda _: _waitFor(lambda: failures))
+        return d.addCallback(explained)
 
 
 class ConnectorBookkeepingTests(TubTestCase):
-    @defer.inlineCallbacks
     def test_winnerStaysConnected(self):
         """
         A FURL with several hints: one wins, the others are abandoned, and
@@ -223,15 +226,27 @@ class ConnectorBookkeepingTests(TubTestCase):
         server.setLocation("memory:a", "memory:b", "memory:nobody-listens")
         furl = server.registerReference(Echo(), "echo")
         client = self.client()
-        rref = yield client.getReference(furl)
-        self.assertEqual((yield rref.callRemote("echo", b"1")), b"1")
-        yield _waitFor(lambda: not client._activeConnectors)
-        info = rref.getConnectionInfo()
-        self.assertIn(info.connectorStatuses["memory:nobody-listens"], ("connection refused", "abandoned") )
-        self.assertIn(info.winningHint, ("memory:a", "memory:b"))
-        self.assertTrue(info.connected)
-        self.assertEqual((yield rref.callRemote("echo", b"2")), b"2")
-        self.assertEqual(len(client.brokers), 1)
+
+        def settled(rref):
+            info = rref.getConnectionInfo()
+            self.assertIn(
+                info.connectorStatuses["memory:nobody-listens"],
+                ("connection refused", "abandoned"),
+            )
+            self.assertIn(info.winningHint, ("memory:a", "memory:b"))
+            self.assertTrue(info.connected)
+            self.assertEqual(len(client.brokers), 1)
+            # The winner still carries calls after the losers are gone.
+            return self.echo(rref, b"2")
+
+        d = client.getReference(furl)
+        d.addCallback(lambda rref: self.echo(rref, b"1").addCallback(lambda _: rref))
+        d.addCallback(
+            lambda rref: _waitFor(lambda: not client._activeConnectors).addCallback(
+                lambda _: rref
+            )
+        )
+        return d.addCallback(settled)
 
 
 class SecurityTests(TubTestCase):
@@ -266,7 +281,6 @@ class SecurityTests(TubTestCase):
             if client.tubID > above:
                 return client
 
-    @defer.inlineCallbacks
     def test_impostorRejectedByDialer(self):
         """
         A listener that claims a TubID whose key it does not hold is
@@ -276,9 +290,13 @@ class SecurityTests(TubTestCase):
         genuine, impostor, forged = self.setUpImpostor()
         # The dialer decides, so its own certificate check is what fails.
         client = self.clientOrdered(genuine.tubID)
-        f = yield self.assertFailure(client.getReference(forged), Exception)
-        self.assertIn("TubID mismatch", str(f))
-        self.assertEqual(client.brokers, {})
+
+        def rejected(exc):
+            self.assertIn("TubID mismatch", str(exc))
+            self.assertEqual(client.brokers, {})
+
+        d = self.assertFailure(client.getReference(forged), Exception)
+        return d.addCallback(rejected)
 
 
 class HandlerTests(TestCase):
