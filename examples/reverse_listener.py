@@ -41,7 +41,7 @@ OVERALL_TIMEOUT = 8
 PAYLOAD = 1024 * 1024
 
 
-class Echo(Referenceable):  # type: ignore[misc]
+class Echo(Referenceable):
     def remote_echo(self, data: bytes) -> bytes:
         return data
 
@@ -103,7 +103,7 @@ def run(reactor: Any, sidetls: bool) -> Any:
         outcome = (True, None)
     except Exception:
         failure = Failure()
-        print("FAILED: %s: %s" % (failure.type.__name__, failure.getErrorMessage()))
+        print("FAILED: %s: %s" % (type(failure.value).__name__, failure.getErrorMessage()))
         outcome = (False, failure)
     finally:
         yield dialerTub.stopService()

@@ -28,7 +28,7 @@ from collections import deque
 from typing import Any, Optional
 
 from zope.interface import implementer
-from twisted.internet import defer, error
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
@@ -43,7 +43,7 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
     IStreamServerEndpoint,
 )
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -77,6 +77,9 @@ class _RelayEnd(Protocol):
     relay buffer without bound.
     """
 
+    #: A TCP connection: a transport, a push producer and a consumer.
+    transport: Any
+
     def __init__(self, relay: "SpliceRelay", side: str) -> None:
         self._relay = relay
         self.side = side
@@ -102,7 +105,7 @@ class _RelayEnd(Protocol):
         data, self._pending, self._pendingSize = b"".join(self._pending), [], 0
         return data
 
-    def connectionLost(self, reason: Failure = error.ConnectionDone) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         peer, self.peer = self.peer, None
         if peer is not None:
             peer.peer = None
@@ -121,7 +124,7 @@ class _RelayEndFactory(Factory):
         self._relay = relay
         self._side = side
 
-    def buildProtocol(self, addr: IAddress) -> Protocol:
+    def buildProtocol(self, addr: Optional[IAddress]) -> Protocol:
         return _RelayEnd(self._relay, self._side)
 
 
@@ -145,13 +148,13 @@ class SpliceRelay:
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
-            reactor = _reactor  # type: ignore[assignment]
+            reactor = _reactor
         self._reactor = reactor
         self._ports: list[IListeningPort] = []
         self._parked: deque[_RelayEnd] = deque()
         self._waiting: deque[_RelayEnd] = deque()
         self._ends: set[_RelayEnd] = set()
-        self._emptyWaiters: list[Deferred[None]] = []
+        self._emptyWaiters: list["Deferred[None]"] = []
         self.spliced = 0
 
     def __repr__(self) -> str:
@@ -204,9 +207,11 @@ class SpliceRelay:
         been lost.
         """
         ports, self._ports = self._ports, []
-        stopped = [defer.maybeDeferred(p.stopListening) for p in ports]
+        stopped: list["Deferred[Any]"] = [
+            defer.maybeDeferred(p.stopListening) for p in ports
+        ]
         if self._ends:
-            empty: Deferred[None] = Deferred()
+            empty: "Deferred[Any]" = Deferred()
             self._emptyWaiters.append(empty)
             stopped.append(empty)
             for end in list(self._ends):
@@ -253,12 +258,12 @@ class SpliceRelay:
     def _splice(self, front: _RelayEnd, back: _RelayEnd) -> None:
         self.spliced += 1
         front.peer, back.peer = back, front
-        dialer = front.transport.getPeer()
+        dialer: Any = front.transport.getPeer()
         back.transport.write(b"%s%s %d\n" % (LIVE, dialer.host.encode("ascii"), dialer.port))
         for end in (front, back):
             data = end._takePending()
-            if data:
-                end.peer.transport.write(data)  # type: ignore[union-attr]
+            if data and end.peer is not None:
+                end.peer.transport.write(data)
             if end._readPaused:
                 end._readPaused = False
                 end.transport.resumeProducing()
@@ -280,6 +285,8 @@ class _ParkedProtocol(Protocol):
     """
 
     _app: Optional[IProtocol] = None
+    #: A TCP client connection.
+    transport: Any
 
     def __init__(self, port: "_ReversePort") -> None:
         self._port = port
@@ -316,7 +323,7 @@ class _ParkedProtocol(Protocol):
         _log.warn("reverse listener: {why}; dropping connection", why=why)
         self.transport.abortConnection()
 
-    def connectionLost(self, reason: Failure = error.ConnectionDone) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         app, self._app = self._app, None
         if app is not None:
             app.connectionLost(reason)
@@ -340,7 +347,7 @@ class _ParkedFactory(Factory):
     def __init__(self, port: "_ReversePort") -> None:
         self._port = port
 
-    def buildProtocol(self, addr: IAddress) -> Protocol:
+    def buildProtocol(self, addr: Optional[IAddress]) -> Protocol:
         return _ParkedProtocol(self._port)
 
 
@@ -368,9 +375,9 @@ class _ReversePort:
         self._parked: set[_ParkedProtocol] = set()
         self._dialing: set[Deferred[Any]] = set()
         self._retries: set[IDelayedCall] = set()
-        self._ready: Optional[Deferred[IListeningPort]] = None
+        self._ready: Optional["Deferred[Any]"] = None
         self._initialLeft = pool
-        self._stopWaiters: list[Deferred[None]] = []
+        self._stopWaiters: list["Deferred[None]"] = []
         self._relayAddress: Optional[IAddress] = None
 
     def __repr__(self) -> str:
@@ -381,11 +388,12 @@ class _ReversePort:
         """How many connections are parked at the relay right now."""
         return len(self._parked)
 
-    def _start(self) -> "Deferred[IListeningPort]":
-        self._ready = Deferred()
+    def _start(self) -> "Deferred[Any]":
+        ready: "Deferred[Any]" = Deferred()
+        self._ready = ready
         for _ in range(self._pool):
             self._dial(initial=True)
-        return self._ready
+        return ready
 
     # -- IListeningPort ----------------------------------------------------
 
@@ -431,7 +439,9 @@ class _ReversePort:
             return result
 
         d.addBoth(done)
-        d.addCallbacks(self._dialed, self._dialFailed, (initial,), None, (initial,), None)
+        d.addCallbacks(
+            self._dialed, self._dialFailed, callbackArgs=(initial,), errbackArgs=(initial,)
+        )
 
     def _dialed(self, proto: _ParkedProtocol, initial: bool) -> None:
         if initial:
@@ -449,9 +459,7 @@ class _ReversePort:
             # The relay is not there: fail listen() as a port that cannot
             # bind would, and leave nothing behind.
             ready, self._ready = self._ready, None
-            stopped = self.stopListening()
-            stopped.addCallback(lambda _: reason)
-            stopped.chainDeferred(ready)
+            self.stopListening().addCallback(lambda _: ready.errback(reason))
             return
         _log.info(
             "reverse listener: dialing the relay failed ({why}); retrying",
@@ -537,6 +545,10 @@ class ReverseServerEndpoint:
         return "<ReverseServerEndpoint via %r pool=%d>" % (self._relay, self._pool)
 
     def listen(self, protocolFactory: IProtocolFactory) -> "Deferred[IListeningPort]":
+        """
+        Park C{pool} connections at the relay; fires with the listening
+        port once they are all made, or fails if the relay is unreachable.
+        """
         return _ReversePort(
             self._reactor, self._relay, protocolFactory, self._pool, self._retryDelay
         )._start()

@@ -29,16 +29,23 @@ def main(certFile: str, swissnum: str) -> None:
         IListeningPort,
         IStreamServerEndpoint,
     )
+    from twisted.internet.error import ConnectionDone
     from twisted.internet.stdio import StandardIO
+    from twisted.python.failure import Failure
     from foolscap.api import Referenceable, Tub
 
     from foolscap_sidetls._protocol import SideTLSFactory
 
     def log(message: str) -> None:
-        sys.stderr.write("pipe child %d: %s\n" % (os.getpid(), message))
-        sys.stderr.flush()
+        # The parent closes stderr along with stdin and stdout, so a late
+        # message can meet a broken pipe; it must not stop the exit.
+        try:
+            sys.stderr.write("pipe child %d: %s\n" % (os.getpid(), message))
+            sys.stderr.flush()
+        except OSError:
+            pass
 
-    class Echo(Referenceable):  # type: ignore[misc]
+    class Echo(Referenceable):
         def remote_echo(self, data: Any) -> Any:
             return data
 
@@ -81,14 +88,29 @@ def main(certFile: str, swissnum: str) -> None:
             self.factory = factory
             return defer.succeed(_NoPort())
 
-    class _ServeOnce(StandardIO):
+    # Typed loosely: Twisted's stubs describe StandardIO per platform.
+    _StandardIO: Any = StandardIO
+
+    class _ServeOnce(_StandardIO):
         """Stdio whose loss (the parent closed our pipes) ends the process."""
 
+        def loseConnection(self) -> None:
+            _StandardIO.loseConnection(self)
+            # StandardIO reports the loss only once its writer closes, and
+            # stops reading stdin.  If the parent already closed our stdout
+            # (it closes all three pipes at once), the writer is gone and
+            # that never happens: the process would idle until the safety
+            # timeout.  Finish the connection here instead.
+            if getattr(self, "_writer", None) is None and not self.disconnected:
+                self.connectionLost(Failure(ConnectionDone()))
+
         def connectionLost(self, reason: Any) -> None:
-            StandardIO.connectionLost(self, reason)
-            log("connection lost (%s); exiting" % (reason.getErrorMessage(),))
-            if reactor.running:  # type: ignore[attr-defined]
-                reactor.stop()  # type: ignore[attr-defined]
+            try:
+                _StandardIO.connectionLost(self, reason)
+                log("connection lost (%s); exiting" % (reason.getErrorMessage(),))
+            finally:
+                if reactor.running:
+                    reactor.stop()
 
     with open(certFile, "rb") as f:
         tub = Tub(certData=f.read())
@@ -104,8 +126,8 @@ def main(certFile: str, swissnum: str) -> None:
     )
     _ServeOnce(protocol)
     log("serving tub %s on stdio" % (tub.getTubID(),))
-    reactor.callLater(SAFETY_TIMEOUT, reactor.stop)  # type: ignore[attr-defined]
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.callLater(SAFETY_TIMEOUT, reactor.stop)
+    reactor.run()
 
 
 if __name__ == "__main__":

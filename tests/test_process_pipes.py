@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 from zope.interface import implementer
@@ -27,7 +29,7 @@ from foolscap.ipb import IConnectionHintHandler, InvalidHintError
 
 import foolscap_sidetls
 
-CHILD = "/tmp/child_dbg.py"
+CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pipe_child.py")
 
 _HINT = re.compile(r"^pipe:([a-z0-9-]+)$")
 
@@ -79,7 +81,10 @@ class ProcessPipeTests(unittest.TestCase):
         # The child's identity is made here, so the FURL exists before the
         # child does.
         identity = Tub()
-        self.certFile = self.mktemp()
+        # Not self.mktemp(): that writes under the current directory.
+        directory = tempfile.mkdtemp(prefix="sidetls-pipes-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        self.certFile = os.path.join(directory, "child.pem")
         with open(self.certFile, "wb") as f:
             f.write(identity.getCertData())
         self.swissnum = identity.generateSwissnumber(Tub.NAMEBITS)
