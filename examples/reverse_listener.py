@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from foolscap.api import Referenceable, Tub
 
 import foolscap_sidetls
-from foolscap_sidetls._splice import ReverseServerEndpoint, SpliceRelay
+from foolscap_sidetls.testing import ReverseServerEndpoint, SpliceRelay
 
 #: Foolscap's own connection timeout (default 120 s), kept short here.
 CONNECT_TIMEOUT = 5

@@ -17,6 +17,10 @@ Example::
     furl = server_tub.registerReference(obj, furlFile=None)  # location: hint
     d = client_tub.getReference(furl)
 
+For the same shape over real loopback TCP, L{SpliceRelay} is a small
+reverse-tunnel relay and L{ReverseServerEndpoint} a server endpoint whose
+connections are outbound sockets to it -- what I2P's SAM bridge does.
+
 Deliveries are scheduled with C{callLater(0)} on the network's clock (the
 global reactor by default, which Foolscap itself uses), so a test returns
 the Deferred and lets trial spin the reactor; with a
@@ -48,13 +52,16 @@ from twisted.python.failure import Failure
 from foolscap.ipb import IConnectionHintHandler, InvalidHintError
 
 from ._endpoints import listener as _sidetls_listener
+from ._splice import ReverseServerEndpoint, SpliceRelay
 
 __all__ = [
+    "INBOUND",
     "MemoryAddress",
     "MemoryNetwork",
     "MemoryTransport",
     "OUTBOUND",
-    "INBOUND",
+    "ReverseServerEndpoint",
+    "SpliceRelay",
 ]
 
 #: Socket directions.  An outbound socket is one this end connected; an

@@ -24,7 +24,7 @@ from foolscap.api import Referenceable, Tub
 
 import foolscap_sidetls
 from foolscap_sidetls import TLSSideError
-from foolscap_sidetls._splice import ReverseServerEndpoint, SpliceRelay
+from foolscap_sidetls.testing import ReverseServerEndpoint, SpliceRelay
 
 
 class Echo(Referenceable):
