@@ -326,7 +326,9 @@ class HandlerTests(TestCase):
                 return "later"
 
         statuses = []
-        d = handler(Later()).hint_to_endpoint("tcp:127.0.0.1:9", None, statuses.append)
+        from twisted.internet import reactor
+
+        d = handler(Later()).hint_to_endpoint("tcp:127.0.0.1:9", reactor, statuses.append)
         ep, host = self.successResultOf(d)
         self.assertEqual(host, "127.0.0.1")
         self.assertIn("sidetls dialer", repr(ep))
