@@ -10,7 +10,7 @@ is what lets one mechanism cover every transport.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from zope.interface import implementer
 from twisted.internet.defer import Deferred
@@ -92,7 +92,7 @@ class DialerEndpoint:
         )
         d = self._endpoint.connect(factory)
 
-        def unwrap(wrapper: SideTLSProtocol) -> IProtocol:
+        def unwrap(wrapper: Any) -> IProtocol:
             return wrapper._app
 
         return d.addCallback(unwrap)

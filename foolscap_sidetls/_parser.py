@@ -58,7 +58,7 @@ def _inner(args: tuple[str, ...], kwargs: dict[str, str], example: str) -> str:
 class SideTLSServerParser:
     prefix = PREFIX
 
-    def parseStreamServer(self, reactor: Any, *args: str, **kwargs: str) -> IStreamServerEndpoint:
+    def parseStreamServer(self, reactor: Any, *args: Any, **kwargs: Any) -> IStreamServerEndpoint:
         return listener(serverFromString(reactor, _inner(args, kwargs, "sidetls:tcp:0")))
 
 
@@ -66,7 +66,7 @@ class SideTLSServerParser:
 class SideTLSClientParser:
     prefix = PREFIX
 
-    def parseStreamClient(self, reactor: Any, *args: str, **kwargs: str) -> IStreamClientEndpoint:
+    def parseStreamClient(self, reactor: Any, *args: Any, **kwargs: Any) -> IStreamClientEndpoint:
         return dialer(
             clientFromString(reactor, _inner(args, kwargs, "sidetls:tcp:example.org:1234"))
         )

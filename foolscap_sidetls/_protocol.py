@@ -31,7 +31,7 @@ Layers, after the switch::
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from zope.interface import alsoProvides, implementer, providedBy
 from twisted.internet.interfaces import (
@@ -43,7 +43,7 @@ from twisted.internet.interfaces import (
     ISSLTransport,
     ITransport,
 )
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import connectionDone
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
@@ -138,6 +138,9 @@ class SideTLSProtocol(ProtocolWrapper):
     """
 
     factory: "SideTLSFactory"
+    # Whatever moves the bytes: typed loosely because the point is that any
+    # ITransport will do, with or without the optional methods we probe for.
+    transport: Any
     tlsSide: Optional[str] = None
     _tls: Optional[TLSMemoryBIOProtocol] = None
     _producer: Optional[tuple[Any, bool]] = None
@@ -181,10 +184,10 @@ class SideTLSProtocol(ProtocolWrapper):
             )
         isClient = self.factory.isClient if normal else not self.factory.isClient
         tlsFactory = TLSMemoryBIOFactory(
-            contextFactory, isClient, None, clock=self.factory.clock
+            contextFactory, isClient, None, clock=self.factory.clock  # type: ignore[arg-type]
         )
         tls = tlsFactory.protocol(tlsFactory, _TLSApplicationSide(self), False)
-        lower = self.transport
+        lower: Any = self.transport
         if getattr(lower, "abortConnection", None) is None:
             lower = _AbortByClosing(lower)
 
@@ -315,7 +318,7 @@ class SideTLSProtocol(ProtocolWrapper):
                     self.dataReceived(data)
                 return
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancelHandshakeTimer()
         tls = self._tls
         if tls is None:
@@ -353,7 +356,8 @@ class SideTLSProtocol(ProtocolWrapper):
             explained = explainFailure(self.tlsSide == "client", self._peerPrefix)
             if explained is not None:
                 reason = Failure(explained)
-        app, self.wrappedProtocol = self._app, None
+        app = self._app
+        self.wrappedProtocol = None  # type: ignore[assignment]
         app.connectionLost(reason)
 
 
@@ -397,14 +401,16 @@ class SideTLSFactory(WrappingFactory):
         clock: Optional[IReactorTime] = None,
         handshakeTimeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
     ) -> None:
-        WrappingFactory.__init__(self, wrappedFactory)
+        WrappingFactory.__init__(self, wrappedFactory)  # type: ignore[arg-type]
         if clock is None:
-            from twisted.internet import reactor as clock  # type: ignore[assignment]
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
         self.isClient = isClient
-        self.clock = clock
+        self.clock: IReactorTime = clock
         self.handshakeTimeout = handshakeTimeout
 
-    def buildProtocol(self, addr: IAddress) -> Optional[Protocol]:
+    def buildProtocol(self, addr: Any) -> Any:
         if not (hasattr(addr, "host") and hasattr(addr, "port")):
             addr = _HostPortAddress(addr)
         app = self.wrappedFactory.buildProtocol(addr)
