@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps demo test bench clean
+.PHONY: install system-deps demo test bench typecheck clean
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
+
+typecheck: $(STAMP)
+	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	$(BIN)/mypy foolscap_sidetls/_protocol.py foolscap_sidetls/_endpoints.py \
+	    foolscap_sidetls/_handler.py foolscap_sidetls/_parser.py \
+	    foolscap_sidetls/_diagnosis.py foolscap_sidetls/_errors.py \
+	    foolscap_sidetls/_interfaces.py foolscap_sidetls/__init__.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

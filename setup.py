@@ -28,6 +28,7 @@ setup(
         "tor": ["txtorcon>=23.11"],
         "i2p": ["txi2p-tahoe>=0.3.7"],
         "test": ["pytest>=7", "hypothesis>=6"],
+        "dev": ["mypy", "mypy-zope"],
     },
     classifiers=[
         "Framework :: Twisted",
