@@ -224,6 +224,24 @@ class TeardownTests(SynchronousTestCase):
     def test_outerListenerCloses(self):
         self.check(True, "listener")
 
+    def test_writesAfterLossAreDropped(self):
+        """
+        Once the connection is gone, writes are dropped quietly, as Twisted's
+        own transports drop them, and nothing reaches the torn-down TLS
+        layer.
+        """
+        listener, dialer, listenerTop, dialerTop, pump = connectPair(OUTBOUND, OUTBOUND)
+        dialer.transport.loseConnection()
+        for _ in range(20):
+            pump.flush()
+        self.assertIsNotNone(dialer.lostReason)
+        wire = len(dialerTop.transport.wire)
+        dialer.transport.write(b"too late")
+        dialer.transport.writeSequence([b"much ", b"too late"])
+        pump.flush()
+        self.assertEqual(len(dialerTop.transport.wire), wire)
+        self.assertEqual(pump.clock.getDelayedCalls(), [])
+
     def test_abortBeforeHandshakeOverPipeWithoutAbort(self):
         """
         Closing during the handshake aborts the TLS layer; over a transport
