@@ -31,6 +31,7 @@ import warnings
 
 from zope.interface import implementer
 from twisted.internet import task
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.defer import (
     Deferred,
     DeferredSemaphore,
@@ -48,10 +49,12 @@ from _common import (  # noqa: E402
     HOST,
     LISTEN_ON,
     PROBE,
-    SIDETLS,
+    SIDETLS_API,
+    STOCK,
     VARIANTS,
     RIBench,
     load_certs,
+    machine_cpu,
     raise_fd_limit,
     rss_kib,
 )
@@ -75,6 +78,9 @@ class Target(Referenceable):
         self.received = 0
         self.puts = 0
         self.pings = 0
+        self.listen_cpu_s = 0.0
+        self.gc = _GCTimer()
+        self.ready_rss_kib = 0
 
     def remote_put(self, data: bytes):
         self.received += len(data)
@@ -86,26 +92,57 @@ class Target(Referenceable):
         return 1
 
     def remote_stats(self):
+        # CPU time is read on both sides of the collection, so a window
+        # between two calls can leave out both collections: a full
+        # collection costs in proportion to the heap, not to the workload.
+        cpu = time.process_time()
+        gc_seconds, gc_counts = list(self.gc.seconds), list(self.gc.counts)
         gc.collect()
+        # ... and the collection is left out of the collector's totals.
+        self.gc.seconds, self.gc.counts = gc_seconds, gc_counts
         return {
+            "gc_s": gc_seconds,
+            "gc_counts": gc_counts,
             "rss_kib": rss_kib(),
+            "cpu_s": cpu,
+            "cpu_after_gc_s": time.process_time(),
             "connections": len(self.tub.brokers),
             "received": self.received,
             "puts": self.puts,
             "pings": self.pings,
+            "listen_cpu_s": self.listen_cpu_s,
+            "ready_rss_kib": self.ready_rss_kib,
         }
 
     def remote_profile(self, on: bool) -> bool:
         if self.profile_path is None:
             return False
         if on:
-            self.profiler = cProfile.Profile()
+            self.profiler = cProfile.Profile(time.process_time)
             self.profiler.enable()
         elif self.profiler is not None:
             self.profiler.disable()
             self.profiler.dump_stats(self.profile_path)
             self.profiler = None
         return True
+
+
+class _GCTimer:
+    """Time spent in the cyclic garbage collector, per generation."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.counts = [0, 0, 0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            generation = info["generation"]
+            self.seconds[generation] += time.process_time() - self._started
+            self.counts[generation] += 1
 
 
 class _UntilStdinCloses(Protocol):
@@ -121,13 +158,24 @@ def listen(reactor, args):
     raise_fd_limit()
     certs = load_certs(args.certs)
     tub = Tub(certData=certs[0])
-    listener = tub.listenOn(LISTEN_ON[args.variant])
+    cpu0 = time.process_time()
+    if args.variant == SIDETLS_API:
+        endpoint = foolscap_sidetls.listener(
+            serverFromString(reactor, LISTEN_ON[args.variant])
+        )
+        listener = tub.listenOn(endpoint)
+    else:
+        listener = tub.listenOn(LISTEN_ON[args.variant])
     tub.startService()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         port = listener.getPortnum()
+    target = Target(tub, args.profile)
+    # What it cost to start listening (parsing the description included).
+    target.listen_cpu_s = time.process_time() - cpu0
+    target.ready_rss_kib = rss_kib()
     tub.setLocation("tcp:%s:%d" % (HOST, port))
-    furl = tub.registerReference(Target(tub, args.profile), "bench")
+    furl = tub.registerReference(target, "bench")
     sys.stdout.write("FURL %s\n" % (furl,))
     sys.stdout.flush()
     done = Deferred()
@@ -140,7 +188,7 @@ def listen(reactor, args):
 
 def make_tub(cert: bytes, variant: str) -> Tub:
     tub = Tub(certData=cert)
-    if variant == SIDETLS:
+    if variant != STOCK:
         foolscap_sidetls.install(tub)
     tub.startService()
     return tub
@@ -173,7 +221,7 @@ class Profiler:
     def start(self):
         if self.path:
             yield self.control.callRemote("profile", True)
-            self.profiler = cProfile.Profile()
+            self.profiler = cProfile.Profile(time.process_time)
             self.profiler.enable()
 
     @inlineCallbacks
@@ -182,6 +230,24 @@ class Profiler:
             self.profiler.disable()
             self.profiler.dump_stats(self.path)
             yield self.control.callRemote("profile", False)
+
+
+def _other_load(machine0, machine1, ours: float, elapsed: float) -> dict:
+    """CPU the rest of the machine used while we were timing, in cores."""
+    busy = machine1[0] - machine0[0]
+    steal = machine1[1] - machine0[1]
+    return {
+        "other_cores": max(0.0, busy - ours) / elapsed,
+        "steal_cores": steal / elapsed,
+    }
+
+
+def _gc_delta(before: dict, after: dict) -> tuple[list[float], list[int]]:
+    """The listener's time (ms) and count of collections, per generation."""
+    return (
+        [1000 * (a - b) for a, b in zip(after["gc_s"], before["gc_s"])],
+        [a - b for a, b in zip(after["gc_counts"], before["gc_counts"])],
+    )
 
 
 @inlineCallbacks
@@ -219,9 +285,13 @@ def bulk(reactor, args, certs, control):
 
     profiler = Profiler(args.profile, control)
     yield profiler.start()
+    machine0 = machine_cpu()
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     yield gatherResults([lane() for _ in range(args.inflight)], consumeErrors=True)
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    machine1 = machine_cpu()
     yield profiler.stop()
 
     after = yield control.callRemote("stats")
@@ -231,10 +301,20 @@ def bulk(reactor, args, certs, control):
             "listener received %d bytes in %d calls, expected %d in %d"
             % (received, after["puts"] - before["puts"], args.mib * MiB, args.mib)
         )
+    listener_cpu = after["cpu_s"] - before["cpu_after_gc_s"]
     return {
+        **_other_load(machine0, machine1, cpu + listener_cpu, elapsed),
         "mib_per_s": args.mib / elapsed,
         "seconds": elapsed,
         "bytes": received,
+        # CPU of both processes per MiB: less sensitive than wall-clock time
+        # to other load on the machine.  (The listener's includes the two
+        # stats calls around the timed part.)
+        "cpu_ms_per_mib": 1000 * (cpu + listener_cpu) / args.mib,
+        "listener_cpu_ms_per_mib": 1000 * listener_cpu / args.mib,
+        "dialer_cpu_ms_per_mib": 1000 * cpu / args.mib,
+        "listener_gc_ms": _gc_delta(before, after)[0],
+        "listener_gc_counts": _gc_delta(before, after)[1],
     }
 
 
@@ -258,6 +338,8 @@ def connect(reactor, args, certs, control):
     profiler = Profiler(args.profile, control)
     yield profiler.start()
     each = []
+    machine0 = machine_cpu()
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     for tub in tubs:
         t1 = time.perf_counter()
@@ -266,6 +348,8 @@ def connect(reactor, args, certs, control):
         yield tub.stopService()
         each.append(time.perf_counter() - t1)
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    machine1 = machine_cpu()
     yield profiler.stop()
 
     after = yield control.callRemote("stats")
@@ -275,11 +359,18 @@ def connect(reactor, args, certs, control):
             % (after["pings"] - before["pings"], args.count)
         )
     each.sort()
+    listener_cpu = after["cpu_s"] - before["cpu_after_gc_s"]
     return {
+        **_other_load(machine0, machine1, cpu + listener_cpu, elapsed),
         "conn_per_s": args.count / elapsed,
         "seconds": elapsed,
         "median_ms": 1000 * each[len(each) // 2],
         "max_ms": 1000 * each[-1],
+        "cpu_ms_per_conn": 1000 * (cpu + listener_cpu) / args.count,
+        "dialer_cpu_ms_per_conn": 1000 * cpu / args.count,
+        "listener_cpu_ms_per_conn": 1000 * listener_cpu / args.count,
+        "listener_gc_ms": _gc_delta(before, after)[0],
+        "listener_gc_counts": _gc_delta(before, after)[1],
     }
 
 
@@ -343,6 +434,9 @@ def dial(reactor, args):
     control_tub = make_tub(certs[1], args.variant)
     control = yield control_tub.getReference(args.furl)
     result = yield WORKLOADS[args.command](reactor, args, certs, control)
+    final = yield control.callRemote("stats")
+    result["listener_listen_ms"] = 1000 * final["listen_cpu_s"]
+    result["listener_ready_mib"] = final["ready_rss_kib"] / 1024
     result["variant"] = args.variant
     sys.stdout.write("RESULT %s\n" % (json.dumps(result),))
     sys.stdout.flush()

@@ -3,9 +3,11 @@ Stock Foolscap against foolscap-sidetls, over loopback TCP, in one run.
 
     .venv/bin/python benchmarks/run.py [--rounds N] [--quick]
 
-Every round measures each metric for stock, then for sidetls, back to back,
-so slow drift of the machine (thermal, other load) hits both alike; the
-table reports medians over the rounds.  Each measurement is a fresh pair of
+Every round measures each metric for stock, then sidetls, then sidetls-api
+(sidetls with the listener built by the Python API instead of the
+"sidetls:" string), back to back, so slow drift of the machine (thermal,
+other load) hits all alike; the tables report medians over the rounds and
+the spread.  Each measurement is a fresh pair of
 processes (listener, dialer) started by this driver, see _worker.py:
 
   (a) bulk: MiB/s of callRemote with 1 MiB bytes arguments, 4 in flight;
@@ -14,7 +16,8 @@ processes (listener, dialer) started by this driver, see _worker.py:
   (c) RSS growth of the listener process per idle connection, at 500.
 
 Only 127.0.0.1 is used.  Nothing here asserts on timings: the table says
-whether each target is met, and that is all.
+whether each target is met, and that is all.  profile_connect.py profiles
+(b) in both processes.
 """
 
 from __future__ import annotations
@@ -34,13 +37,57 @@ from concurrent.futures import ProcessPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import STOCK, SIDETLS, VARIANTS  # noqa: E402
+from _common import SIDETLS, SIDETLS_API, STOCK, VARIANTS  # noqa: E402
 
 WORKER = os.path.join(HERE, "_worker.py")
 DEFAULT_OUTPUT = os.path.join(HERE, "last-run.md")
 
-FULL = {"rounds": 9, "bulk_mib": 256, "inflight": 4, "connect": 200, "idle": 500}
+FULL = {"rounds": 9, "bulk_mib": 512, "inflight": 4, "connect": 200, "idle": 500}
 QUICK = {"rounds": 3, "bulk_mib": 64, "inflight": 4, "connect": 50, "idle": 100}
+
+WORKLOADS = ("bulk", "connect", "idle")
+PROGRESS = {"bulk": ("mib_per_s", "MiB/s"), "connect": ("conn_per_s", "conn/s"),
+            "idle": ("listener_kib_per_conn", "KiB/conn")}
+DESCRIPTIONS = {
+    SIDETLS: "Stock vs sidetls (listener `tub.listenOn(\"sidetls:tcp:0:"
+             "interface=127.0.0.1\")`, dialers `foolscap_sidetls.install(tub)`)",
+    SIDETLS_API: "Stock vs sidetls-api (the same, but the listener built with "
+                 "`listener(serverFromString(reactor, \"tcp:0:interface="
+                 "127.0.0.1\"))`, so Twisted loads no endpoint plugins)",
+}
+def notes(settings: dict) -> list[str]:
+    return [line.replace("{idle}", str(settings["idle"])) for line in NOTES]
+
+
+NOTES = [
+    "Notes:",
+    "",
+    "- Stock: `tub.listenOn(\"tcp:0:interface=127.0.0.1\")` and Foolscap's "
+    "default tcp hint handler.  Every dialer Tub uses a certificate generated "
+    "before timing.",
+    "- (a) checks every answer (length and echoed head/tail of each distinct "
+    "1 MiB argument) and the listener's byte count.",
+    "- (b) times only the connections: each Tub is created and started "
+    "before the clock starts, then does getReference, one `ping` call and "
+    "`stopService()`, which fires once the connection is closed.",
+    "- (c) is measured in the listener process, which holds one Tub and one "
+    "connection per dialer Tub, so its growth is per-connection state only: "
+    "VmRSS from /proc/self/status after gc.collect(), baseline after 20 "
+    "warm-up connections were opened and closed, then {idle} connections "
+    "opened (8 at a time) and left idle for 1 s.  The dialer process's "
+    "growth (its Tubs all built before the baseline) is shown for comparison.",
+    "- Parsing `\"sidetls:...\"` makes Twisted import endpoint-parser "
+    "plugins until one matches; here txi2p's comes first (seconds of CPU, "
+    "~45 MiB), see the last two rows.  A listener whose heap holds that much "
+    "freed import-time memory grows less per connection, so sidetls-api is "
+    "the like-for-like comparison for (c).",
+    "- CPU times are `time.process_time()` of both processes over the timed "
+    "part, excluding the gc.collect() of the listener's stats calls; they "
+    "are less disturbed than wall-clock rates by other load on the machine.",
+    "- Other load: CPU the whole machine used while timing (/proc/stat, "
+    "steal included) minus the two benchmark processes' own, in cores; "
+    "rounds with more of it have slower wall-clock rates.",
+]
 
 #: A hang guard for one worker, not a measurement.
 WORKER_TIMEOUT = 600
@@ -122,33 +169,47 @@ def measure(workload: str, variant: str, options: list[str], certs: str,
 
 
 class Metric:
-    def __init__(self, key, workload, field, label, unit, higher_is_better,
-                 target=None):
-        self.key, self.workload, self.field = key, workload, field
+    def __init__(self, workload, field, label, unit, target=None, compare=True):
+        self.workload, self.field = workload, field
         self.label, self.unit = label, unit
-        self.higher_is_better = higher_is_better
+        #: False for conditions rather than results (no ratio, no difference).
+        self.compare = compare
+        #: ("ratio", r): sidetls/stock >= r; ("diff", d): sidetls - stock <= d.
         self.target = target
 
 
 def _metrics(settings: dict) -> list[Metric]:
     return [
-        Metric("a", "bulk", "mib_per_s",
-               "(a) bulk callRemote, 1 MiB args, %d in flight, %d MiB"
+        Metric("bulk", "mib_per_s",
+               "(a) bulk callRemote, 1 MiB args, %d in flight, %d MiB/round"
                % (settings["inflight"], settings["bulk_mib"]),
-               "MiB/s", True, ("ratio", 0.98)),
-        Metric("b", "connect", "conn_per_s",
-               "(b) new connections (getReference + 1 call + close), %d in a row"
+               "MiB/s", ("ratio", 0.98)),
+        Metric("bulk", "cpu_ms_per_mib",
+               "(a) CPU time per MiB, both processes (info)", "ms"),
+        Metric("bulk", "other_cores",
+               "(a) other load on the machine while timing (info)", "cores",
+               compare=False),
+        Metric("connect", "conn_per_s",
+               "(b) connections/s: getReference + 1 call + close, %d in a row"
                % (settings["connect"],),
-               "conn/s", True, ("ratio", 0.98)),
-        Metric("b2", "connect", "median_ms",
-               "(b) median time per connection (info)", "ms", False),
-        Metric("c", "idle", "listener_kib_per_conn",
+               "conn/s", ("ratio", 0.98)),
+        Metric("connect", "median_ms",
+               "(b) median time per connection (info)", "ms"),
+        Metric("connect", "cpu_ms_per_conn",
+               "(b) CPU time per connection, both processes (info)", "ms"),
+        Metric("connect", "other_cores",
+               "(b) other load on the machine while timing (info)", "cores",
+               compare=False),
+        Metric("idle", "listener_kib_per_conn",
                "(c) listener RSS growth per idle connection, at %d"
                % (settings["idle"],),
-               "KiB", False, ("diff", 4.0)),
-        Metric("c2", "idle", "dialer_kib_per_conn",
-               "(c) dialer-process RSS growth per connection (info)",
-               "KiB", False),
+               "KiB", ("diff", 4.0)),
+        Metric("idle", "dialer_kib_per_conn",
+               "(c) dialer-process RSS growth per connection (info)", "KiB"),
+        Metric("idle", "listener_ready_mib",
+               "listener process RSS once listening (info)", "MiB"),
+        Metric("connect", "listener_listen_ms",
+               "listener CPU to parse the description and listen (info)", "ms"),
     ]
 
 
@@ -171,16 +232,20 @@ def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
-def summarize(metrics, results):
-    main_rows, spread_rows = [], []
+def _values(results, metric, variant):
+    return [r[metric.field] for r in results[metric.workload][variant]]
+
+
+def comparison(metrics, results, variant: str) -> list[str]:
+    """The stock-vs-variant table: medians, ratio, difference, target."""
+    rows = []
     for m in metrics:
-        stock = [r[m.field] for r in results[m.workload][STOCK]]
-        side = [r[m.field] for r in results[m.workload][SIDETLS]]
-        if not stock or not side:
+        stock, other = _values(results, m, STOCK), _values(results, m, variant)
+        if not stock or not other:
             continue
-        ms, mt = statistics.median(stock), statistics.median(side)
-        ratio = mt / ms if ms else float("nan")
-        diff = mt - ms
+        ms, mo = statistics.median(stock), statistics.median(other)
+        ratio = mo / ms if ms else float("nan")
+        diff = mo - ms
         if m.target is None:
             target, met = "", ""
         elif m.target[0] == "ratio":
@@ -189,25 +254,39 @@ def summarize(metrics, results):
         else:
             target = "<= stock + %g KiB" % m.target[1]
             met = "yes" if diff <= m.target[1] else "NO"
-        main_rows.append([
-            m.label, "%s %s" % (_fmt(ms), m.unit), "%s %s" % (_fmt(mt), m.unit),
-            "%.3f" % ratio, "%+.2f" % diff, target, met,
+        rows.append([
+            m.label, "%s %s" % (_fmt(ms), m.unit), "%s %s" % (_fmt(mo), m.unit),
+            "%.3f" % ratio if m.compare else "",
+            "%+.2f %s" % (diff, m.unit) if m.compare else "", target, met,
         ])
-        paired = sorted(t / s for s, t in zip(stock, side) if s)
-        spread_rows.append([
-            m.label,
-            "%s – %s" % (_fmt(min(stock)), _fmt(max(stock))),
-            "%s – %s" % (_fmt(min(side)), _fmt(max(side))),
-            "%.3f (%.3f – %.3f)" % (statistics.median(paired), paired[0], paired[-1])
-            if paired else "",
-        ])
-    table = _markdown(
-        ["metric", "stock (median)", "sidetls (median)", "sidetls/stock",
-         "sidetls − stock", "target", "met"], main_rows)
-    spread = _markdown(
-        ["metric", "stock min – max", "sidetls min – max",
-         "per-round sidetls/stock: median (min – max)"], spread_rows)
-    return table, spread
+    return _markdown(
+        ["metric", "stock (median)", "%s (median)" % variant,
+         "%s/stock" % variant, "%s − stock" % variant, "target", "met"], rows)
+
+
+def spread(metrics, results, variants) -> list[str]:
+    """Min - max per variant, and the per-round paired ratios."""
+    others = [v for v in variants if v != STOCK]
+    rows = []
+    for m in metrics:
+        row = [m.label]
+        for v in variants:
+            values = _values(results, m, v)
+            row.append("%s – %s" % (_fmt(min(values)), _fmt(max(values)))
+                       if values else "")
+        for v in others:
+            if not m.compare:
+                row.append("")
+                continue
+            paired = sorted(o / s for s, o in zip(_values(results, m, STOCK),
+                                                  _values(results, m, v)) if s)
+            row.append("%.3f (%.3f – %.3f)" % (
+                statistics.median(paired), paired[0], paired[-1]) if paired else "")
+        rows.append(row)
+    return _markdown(
+        ["metric"] + ["%s min – max" % v for v in variants]
+        + ["round by round %s/stock: median (min – max)" % v for v in others],
+        rows)
 
 
 def machine() -> list[str]:
@@ -249,10 +328,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 3 rounds, smaller workloads (~1-2 min); "
                         "does not write last-run.md unless --output is given")
-    parser.add_argument("--only", choices=["bulk", "connect", "idle"], action="append",
-                        help="run only these workloads (repeatable)")
+    parser.add_argument("--only", choices=WORKLOADS, action="append",
+                        help="run only this workload (repeatable)")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated, measured in this order each round "
+                        "(default %(default)s; stock is always included)")
     parser.add_argument("--output", default=None,
-                        help="markdown report (default benchmarks/last-run.md for full runs)")
+                        help="markdown report (default benchmarks/last-run.md "
+                        "for full runs)")
     parser.add_argument("--profile-dir", default=None,
                         help="also write cProfile stats of the timed part of each "
                         "workload's last round (both processes) here")
@@ -262,8 +345,12 @@ def main() -> None:
         if args.rounds < 1:
             parser.error("--rounds must be at least 1")
         settings["rounds"] = args.rounds
+    variants = [v for v in args.variants.split(",") if v]
+    if any(v not in VARIANTS for v in variants):
+        parser.error("--variants: choose from %s" % ", ".join(VARIANTS))
+    variants = [STOCK] + [v for v in variants if v != STOCK]
     output = args.output or (None if args.quick else DEFAULT_OUTPUT)
-    workloads = args.only or ["bulk", "connect", "idle"]
+    workloads = args.only or list(WORKLOADS)
     command = shlex.join(getattr(sys, "orig_argv", [sys.executable] + sys.argv))
     info = machine()
     if args.profile_dir:
@@ -280,7 +367,7 @@ def main() -> None:
     print("\n".join(info))
     print("- command: %s" % command, flush=True)
 
-    results = {w: {v: [] for v in VARIANTS} for w in ["bulk", "connect", "idle"]}
+    results = {w: {v: [] for v in variants} for w in WORKLOADS}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sidetls-bench-") as tmp:
         certs = os.path.join(tmp, "certs.json")
@@ -289,42 +376,40 @@ def main() -> None:
         for n in range(rounds):
             progress = []
             for workload in workloads:
-                for variant in VARIANTS:
+                for variant in variants:
                     profile = args.profile_dir if n == rounds - 1 else None
                     r = measure(workload, variant, options[workload], certs, profile)
                     results[workload][variant].append(r)
-                key = {"bulk": "mib_per_s", "connect": "conn_per_s",
-                       "idle": "listener_kib_per_conn"}[workload]
-                progress.append("%s %s/%s" % (
-                    workload, _fmt(results[workload][STOCK][-1][key]),
-                    _fmt(results[workload][SIDETLS][-1][key])))
-            print("round %d/%d (stock/sidetls): %s  [%.0f s]" % (
-                n + 1, rounds, "  ".join(progress), time.perf_counter() - started),
-                flush=True)
+                key, unit = PROGRESS[workload]
+                progress.append("%s %s %s" % (workload, "/".join(
+                    _fmt(results[workload][v][-1][key]) for v in variants), unit))
+            print("round %d/%d (%s): %s  [%.0f s]" % (
+                n + 1, rounds, "/".join(variants), "; ".join(progress),
+                time.perf_counter() - started), flush=True)
 
     metrics = [m for m in _metrics(settings) if m.workload in workloads]
-    table, spread = summarize(metrics, results)
     report = [
         "## foolscap-sidetls benchmark%s" % (" (quick smoke run)" if args.quick else ""),
         "",
-        "Stock Foolscap vs foolscap-sidetls over loopback TCP (127.0.0.1); "
-        "medians of %d rounds, stock and sidetls measured alternately in one "
-        "run, each measurement in a fresh listener process and dialer process."
-        % rounds,
+        "Stock Foolscap vs foolscap-sidetls over loopback TCP (127.0.0.1): "
+        "medians of %d rounds; in every round each metric is measured for %s "
+        "in turn, each measurement in a fresh listener process and dialer "
+        "process." % (rounds, ", ".join(variants)),
         "",
-        *table,
-        "",
+    ]
+    for variant in variants[1:]:
+        report += ["%s:" % DESCRIPTIONS[variant], "",
+                   *comparison(metrics, results, variant), ""]
+    report += [
         "Spread across rounds:",
         "",
-        *spread,
+        *spread(metrics, results, variants),
         "",
         *info,
         "- command: `%s`" % command,
         "- total time: %.0f s" % (time.perf_counter() - started),
         "",
-        "(c) is measured in the listener process (one Tub, one connection per "
-        "dialer Tub), RSS from /proc/self/status after gc.collect(), with a "
-        "baseline taken after 20 warm-up connections were opened and closed.",
+        *notes(settings),
     ]
     print()
     print("\n".join(report))
