@@ -15,8 +15,6 @@ import shutil
 
 import pytest
 
-from . import _i2pnet, _tornet
-
 _NEEDS = {
     "tor": (("tor", "tor-gencert"), "apt-get install tor"),
     "i2p": (("i2pd",), "apt-get install i2pd"),
@@ -44,6 +42,9 @@ def _daemons(tmp_path_factory):
     fixture below waits for its own.  Stopped (and logs printed on failure
     by the per-network fixtures) at the end of the session.
     """
+    # Imported here so that collecting the unit tests costs nothing.
+    from . import _i2pnet, _tornet
+
     started = {}
     if _missing("tor") is None:
         net = _tornet.TorNetwork(tmp_path_factory.mktemp("tornet"))
