@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps demo test bench typecheck clean
+.PHONY: install system-deps demo test bench bench-networks typecheck clean
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+# Needs tor and i2pd (make system-deps); starts the private networks the
+# integration tests use, on 127.0.0.1 only.
+bench-networks: $(STAMP)
+	$(BIN)/python benchmarks/networks.py --rounds 5
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
