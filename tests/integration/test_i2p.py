@@ -346,8 +346,10 @@ class Launched(I2PTestCase):
         second = time.monotonic() - t0
         TIMINGS["second connection (same Tub, I2P)"] = second
         self.assertEqual(await rref.callRemote("echo", b"second"), b"dnoces")
+        # No new session: that is what makes a second connection cost one
+        # SAM round trip instead of i2pd's ~20 s (timed in
+        # benchmarks/networks.py, not asserted here).
         self.assertEqual((handle.sessions_created, handle.dial_nickname), (sessions, nickname))
-        self.assertLess(second, 5.0)
 
         # The Tub the handle is attached to stops i2pd.
         await dialing.stopService()
