@@ -23,7 +23,26 @@ from twisted.internet.interfaces import (
     IStreamServerEndpoint,
 )
 
-from ._protocol import DEFAULT_HANDSHAKE_TIMEOUT, SideTLSFactory, SideTLSProtocol
+from ._protocol import (
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    SideTLSFactory,
+    SideTLSProtocol,
+)
+
+
+def _checkSeconds(value: object, name: str, what: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            "%s: %s must be a number of seconds or None, got %r (%s)"
+            % (what, name, value, type(value).__name__)
+        )
+    if not value > 0:
+        raise ValueError(
+            "%s: %s must be more than 0 seconds (None: no limit), got %r" % (what, name, value)
+        )
 
 
 def _requireProvider(value: object, interface: type, what: str, accepted: str) -> None:
@@ -46,20 +65,33 @@ class ListenerEndpoint:
         endpoint: IStreamServerEndpoint,
         clock: Optional[IReactorTime] = None,
         handshakeTimeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+        negotiationTimeout: Optional[float] = None,
+        closeTimeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+        maxNegotiating: Optional[int] = None,
     ) -> None:
         self._endpoint = endpoint
         self._clock = clock
         self._handshakeTimeout = handshakeTimeout
+        self._negotiationTimeout = negotiationTimeout
+        self._closeTimeout = closeTimeout
+        self._maxNegotiating = maxNegotiating
+        #: The factory of the last C{listen}, for tests and diagnostics.
+        self.factory: Optional[SideTLSFactory] = None
 
     def __repr__(self) -> str:
         return "<sidetls listener on %r>" % (self._endpoint,)
 
     def listen(self, protocolFactory: IProtocolFactory) -> "Deferred[IListeningPort]":
-        return self._endpoint.listen(
-            SideTLSFactory(
-                protocolFactory, False, self._clock, self._handshakeTimeout
-            )
+        self.factory = SideTLSFactory(
+            protocolFactory,
+            False,
+            self._clock,
+            self._handshakeTimeout,
+            self._negotiationTimeout,
+            self._closeTimeout,
+            self._maxNegotiating,
         )
+        return self._endpoint.listen(self.factory)
 
 
 @implementer(IStreamClientEndpoint)
@@ -78,17 +110,26 @@ class DialerEndpoint:
         endpoint: IStreamClientEndpoint,
         clock: Optional[IReactorTime] = None,
         handshakeTimeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+        negotiationTimeout: Optional[float] = None,
+        closeTimeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
     ) -> None:
         self._endpoint = endpoint
         self._clock = clock
         self._handshakeTimeout = handshakeTimeout
+        self._negotiationTimeout = negotiationTimeout
+        self._closeTimeout = closeTimeout
 
     def __repr__(self) -> str:
         return "<sidetls dialer via %r>" % (self._endpoint,)
 
     def connect(self, protocolFactory: IProtocolFactory) -> "Deferred[IProtocol]":
         factory = SideTLSFactory(
-            protocolFactory, True, self._clock, self._handshakeTimeout
+            protocolFactory,
+            True,
+            self._clock,
+            self._handshakeTimeout,
+            self._negotiationTimeout,
+            self._closeTimeout,
         )
         d = self._endpoint.connect(factory)
 
@@ -103,6 +144,9 @@ def listener(
     *,
     clock: Optional[IReactorTime] = None,
     handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+    negotiation_timeout: Optional[float] = None,
+    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+    max_negotiating: Optional[int] = None,
 ) -> IStreamServerEndpoint:
     """
     Wrap C{endpoint} for C{tub.listenOn(...)}: every connection it yields is
@@ -111,16 +155,44 @@ def listener(
 
     @param handshake_timeout: seconds to wait for a TLS handshake before
         dropping the connection with an explanation; L{None} waits forever.
+    @param negotiation_timeout: seconds a connection may take from its start
+        until Foolscap hands it to a Broker (plaintext header, TLS
+        handshake, encrypted hello); L{None} (the default) leaves it to
+        Foolscap's own 120 s negotiation timeout.
+    @param close_timeout: seconds the peer gets to finish a close this end
+        started (answer TLS's close_notify, read what is buffered) before
+        the connection is aborted; L{None} waits forever.
+    @param max_negotiating: at most this many connections negotiating at
+        once; when another arrives, one still negotiating is dropped: of
+        those that got least far (nothing received first), the oldest.  An
+        honest dialer speaks at once, so a flood of connections that open
+        and say nothing cannot keep it out.  L{None} (the default): no limit.
     @raise TypeError: if C{endpoint} is not an C{IStreamServerEndpoint}.
     """
+    what = "foolscap_sidetls.listener()"
     _requireProvider(
         endpoint,
         IStreamServerEndpoint,
-        "foolscap_sidetls.listener()",
+        what,
         "pass a server endpoint such as serverFromString(reactor, 'tcp:0'); "
         "for a description string use tub.listenOn('sidetls:' + description)",
     )
-    return ListenerEndpoint(endpoint, clock, handshake_timeout)
+    _checkSeconds(negotiation_timeout, "negotiation_timeout", what)
+    _checkSeconds(close_timeout, "close_timeout", what)
+    if max_negotiating is not None:
+        if isinstance(max_negotiating, bool) or not isinstance(max_negotiating, int):
+            raise TypeError(
+                "%s: max_negotiating must be a whole number of connections or None, "
+                "got %r (%s)" % (what, max_negotiating, type(max_negotiating).__name__)
+            )
+        if max_negotiating < 1:
+            raise ValueError(
+                "%s: max_negotiating must be at least 1 (None: no limit), got %d"
+                % (what, max_negotiating)
+            )
+    return ListenerEndpoint(
+        endpoint, clock, handshake_timeout, negotiation_timeout, close_timeout, max_negotiating
+    )
 
 
 def dialer(
@@ -128,19 +200,28 @@ def dialer(
     *,
     clock: Optional[IReactorTime] = None,
     handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+    negotiation_timeout: Optional[float] = None,
+    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
 ) -> IStreamClientEndpoint:
     """
     Wrap C{endpoint} so every connection it makes is the TLS client, even
     when the socket underneath was accepted (a reverse tunnel handing us a
     connection it accepted) or is no socket at all.
 
+    C{handshake_timeout}, C{negotiation_timeout} and C{close_timeout} are
+    as for L{listener} (a dialer's negotiation is otherwise bounded by
+    Foolscap's 120 s connection timeout).
+
     @raise TypeError: if C{endpoint} is not an C{IStreamClientEndpoint}.
     """
+    what = "foolscap_sidetls.dialer()"
     _requireProvider(
         endpoint,
         IStreamClientEndpoint,
-        "foolscap_sidetls.dialer()",
+        what,
         "pass a client endpoint such as clientFromString(reactor, "
         "'tcp:host=example.org:port=1234')",
     )
-    return DialerEndpoint(endpoint, clock, handshake_timeout)
+    _checkSeconds(negotiation_timeout, "negotiation_timeout", what)
+    _checkSeconds(close_timeout, "close_timeout", what)
+    return DialerEndpoint(endpoint, clock, handshake_timeout, negotiation_timeout, close_timeout)

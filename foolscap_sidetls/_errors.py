@@ -27,3 +27,19 @@ class TLSHandshakeTimeout(TLSSideError):
     connection timeout.  A subclass of L{TLSSideError} because the usual cause
     is the same mis-matched side choice, seen from the other end.
     """
+
+
+class NegotiationTimeout(NegotiationError):
+    """
+    A connection did not finish negotiating (plaintext header, TLS handshake
+    and Foolscap's encrypted hello) within the C{negotiation_timeout} its
+    listener or dialer was given; the message says in which phase it stalled.
+    """
+
+
+class TooManyNegotiating(NegotiationError):
+    """
+    A listener given C{max_negotiating=N} had N connections still negotiating
+    when another arrived, and dropped this one to admit it: of those that had
+    got least far in the negotiation, the oldest.
+    """

@@ -14,10 +14,12 @@ from typing import Any, Callable, Optional, Union
 from zope.interface import implementer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from foolscap.connections.tcp import DefaultTCP
 from foolscap.ipb import IConnectionHintHandler
 
-from ._endpoints import dialer
-from ._protocol import DEFAULT_HANDSHAKE_TIMEOUT
+from ._endpoints import _checkSeconds, dialer
+from ._hints import parse_tcp_hint
+from ._protocol import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT
 
 _HintResult = tuple[IStreamClientEndpoint, str]
 
@@ -27,6 +29,10 @@ class SideTLSHandler:
     """
     An C{IConnectionHintHandler} that delegates hint parsing to another
     handler and makes each endpoint it returns a dialer.
+
+    Foolscap's own tcp handler gets its hints checked strictly first: its
+    expression takes any Unicode digit and any number of them for the port,
+    so C{tcp:HOST:65558} would dial port 22.
     """
 
     def __init__(
@@ -34,10 +40,14 @@ class SideTLSHandler:
         inner: IConnectionHintHandler,
         clock: Optional[IReactorTime] = None,
         handshakeTimeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+        negotiationTimeout: Optional[float] = None,
+        closeTimeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
     ) -> None:
         self.inner = inner
         self._clock = clock
         self._handshakeTimeout = handshakeTimeout
+        self._negotiationTimeout = negotiationTimeout
+        self._closeTimeout = closeTimeout
 
     def __repr__(self) -> str:
         return "<sidetls handler around %r>" % (self.inner,)
@@ -45,6 +55,8 @@ class SideTLSHandler:
     def hint_to_endpoint(
         self, hint: str, reactor: Any, update_status: Callable[[str], None]
     ) -> Union[_HintResult, "Deferred[_HintResult]"]:
+        if isinstance(self.inner, DefaultTCP):
+            parse_tcp_hint(hint)
         # Stay synchronous when the inner handler is: Foolscap accepts both,
         # and a Deferred costs a reactor-independent but real detour per hint.
         result = self.inner.hint_to_endpoint(hint, reactor, update_status)
@@ -56,7 +68,11 @@ class SideTLSHandler:
         endpoint, host = result
         return (
             dialer(
-                endpoint, clock=self._clock, handshake_timeout=self._handshakeTimeout
+                endpoint,
+                clock=self._clock,
+                handshake_timeout=self._handshakeTimeout,
+                negotiation_timeout=self._negotiationTimeout,
+                close_timeout=self._closeTimeout,
             ),
             host,
         )
@@ -72,10 +88,13 @@ def handler(
     *,
     clock: Optional[IReactorTime] = None,
     handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+    negotiation_timeout: Optional[float] = None,
+    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
 ) -> IConnectionHintHandler:
     """
     Make C{inner}'s endpoints dialers (TLS clients), for
-    C{tub.addConnectionHintHandler(hint_type, handler(inner))}.
+    C{tub.addConnectionHintHandler(hint_type, handler(inner))}; the
+    timeouts are those of L{foolscap_sidetls.dialer}.
 
     Wrapping an already wrapped handler returns it unchanged, so calling
     L{install} twice is harmless.
@@ -89,9 +108,11 @@ def handler(
             "foolscap.connections.tor.socks_endpoint(...)), got %r (%s)"
             % (inner, type(inner).__name__)
         )
+    _checkSeconds(negotiation_timeout, "negotiation_timeout", "foolscap_sidetls.handler()")
+    _checkSeconds(close_timeout, "close_timeout", "foolscap_sidetls.handler()")
     if isinstance(inner, SideTLSHandler):
         return inner
-    return SideTLSHandler(inner, clock, handshake_timeout)
+    return SideTLSHandler(inner, clock, handshake_timeout, negotiation_timeout, close_timeout)
 
 
 def install(tub: Any) -> None:

@@ -43,20 +43,33 @@ from twisted.internet.interfaces import (
     ISSLTransport,
     ITransport,
 )
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger, LogLevel
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from OpenSSL.SSL import Error as SSLError
+from foolscap.tokens import DuplicateConnection, RemoteNegotiationError
 
 from ._diagnosis import PREFIX_LENGTH, explainFailure, explainTimeout
+from ._errors import NegotiationTimeout, TooManyNegotiating
 from ._interfaces import ISideTLSTransport
+
+log = Logger(namespace="foolscap_sidetls")
 
 #: How long a TLS handshake may take before the connection is dropped with a
 #: diagnosis.  Foolscap's own limits are 60 s (listener negotiation) and
 #: 120 s (dialer); a handshake is one or two round trips, so even over Tor
 #: or I2P 60 s means the handshake is not going to happen.
 DEFAULT_HANDSHAKE_TIMEOUT = 60.0
+
+#: How long, after this end closes a connection, the peer has to finish the
+#: close -- answer TLS's close_notify, read what is still buffered for it --
+#: before the connection is aborted.  Without a bound, a peer that stops
+#: reading and never closes holds the socket forever: after C{startTLS} a
+#: clean close waits for the peer's close_notify.
+DEFAULT_CLOSE_TIMEOUT = 30.0
 
 #: Foolscap's plaintext phase is a sequence of header blocks, each ending in
 #: an empty line.
@@ -112,7 +125,9 @@ class _TLSApplicationSide:
         pass
 
     def dataReceived(self, data: bytes) -> None:
-        self._wrapper._app.dataReceived(data)
+        wrapper = self._wrapper
+        if not wrapper._closing:
+            wrapper._app.dataReceived(data)
 
     def handshakeCompleted(self) -> None:
         self._wrapper._handshakeCompleted()
@@ -123,6 +138,65 @@ class _TLSApplicationSide:
 
 def _discard(data: Any) -> None:
     pass
+
+
+def _foolscapNegotiating(app: Any) -> bool:
+    """
+    Whether Foolscap's C{Negotiation} C{app} has yet to hand the connection
+    to a C{Broker} (after the TLS handshake it still exchanges encrypted
+    hellos).
+
+    Foolscap has no flag for this; its C{switchToBanana} rebinds the
+    negotiation's C{dataReceived} to the new Broker's, for this connection
+    alone, and that is what is checked.  Anything that is not a Foolscap
+    negotiation is done negotiating once its TLS handshake is.
+    """
+    if getattr(app, "_connectionInfo", None) is None:
+        return False
+    handler = getattr(app, "dataReceived", None)
+    return getattr(handler, "__self__", app) is app
+
+
+def _benign(reason: Failure) -> bool:
+    """
+    Foolscap closing a connection for a reason it considers normal: parallel
+    hints, or full-mesh applications such as Tahoe-LAFS, make duplicate
+    connections, and one end rejects all but one (Foolscap logs these at
+    its NOISY level).
+    """
+    if reason.check(DuplicateConnection):
+        return True
+    if reason.check(RemoteNegotiationError):
+        args: tuple[Any, ...] = tuple(getattr(reason.value, "args", ()))
+        return bool(args) and "Duplicate connection" in str(args[0])
+    return False
+
+
+def _describeFailure(failure: Failure) -> str:
+    """One line for a connection's end: OpenSSL's reasons, or the exception's text."""
+    value = failure.value
+    if value is None:
+        return "unknown reason"
+    if isinstance(value, SSLError):
+        reasons = []
+        if value.args and isinstance(value.args[0], list):
+            for entry in value.args[0]:
+                if isinstance(entry, tuple) and entry and entry[-1]:
+                    reasons.append(str(entry[-1]))
+        return "TLS error: %s" % (", ".join(reasons) or str(value) or repr(value),)
+    if isinstance(value, ConnectionDone):
+        return "the peer closed the connection"
+    if isinstance(value, ConnectionLost):
+        return "the connection was lost (the peer closed it mid-stream, or it was reset)"
+    if value.args and all(isinstance(arg, str) for arg in value.args):
+        # str() of some Foolscap exceptions is a tuple's repr
+        text = " ".join(value.args)
+    else:
+        text = str(value)
+    text = " ".join(text.split())
+    if type(value).__module__.startswith("foolscap.") and type(value).__name__ not in text:
+        text = "%s: %s" % (type(value).__name__, text)
+    return text or type(value).__name__
 
 
 @implementer(ISideTLSTransport)
@@ -151,6 +225,16 @@ class SideTLSProtocol(ProtocolWrapper):
     _handshakeTimer: Any = None
     _handshakeDone = False
     _diagnosis: Optional[Exception] = None
+    _appSide: Optional[_TLSApplicationSide] = None
+    _negotiationTimer: Any = None
+    _closeTimer: Any = None
+    #: Seconds after which the close timer aborted the connection, if it did.
+    _closeAborted: Optional[float] = None
+    #: This end (its application) asked to close the connection.
+    _closing = False
+    #: Plaintext bytes arrived from the peer.
+    _received = False
+    _lost = False
 
     def __init__(self, factory: "SideTLSFactory", wrappedProtocol: IProtocol) -> None:
         ProtocolWrapper.__init__(self, factory, wrappedProtocol)
@@ -190,7 +274,8 @@ class SideTLSProtocol(ProtocolWrapper):
         tlsFactory = TLSMemoryBIOFactory(
             contextFactory, isClient, None, clock=self.factory.clock  # type: ignore[arg-type]
         )
-        tls = tlsFactory.protocol(tlsFactory, _TLSApplicationSide(self), False)
+        self._appSide = _TLSApplicationSide(self)
+        tls = tlsFactory.protocol(tlsFactory, self._appSide, False)
         lower: Any = self.transport
         if getattr(lower, "abortConnection", None) is None:
             lower = _AbortByClosing(lower)
@@ -247,13 +332,27 @@ class SideTLSProtocol(ProtocolWrapper):
 
     def loseConnection(self) -> None:
         self.disconnecting = True
-        if self._tls is not None:
-            self._tls.loseConnection()
+        self._closing = True
+        timeout = self.factory.closeTimeout
+        if timeout and self._closeTimer is None and not self._lost:
+            self._closeTimer = self.factory.clock.callLater(
+                timeout, self._closeTimedOut, timeout
+            )
+        tls = self._tls
+        if tls is not None:
+            # Like a TCP transport, which stops reading once closed: nothing
+            # more reaches the application.  (Foolscap's Negotiation would
+            # otherwise parse the peer's next block and report that error
+            # instead of the one it closed the connection for.)
+            tls.wrappedProtocol = self._appSide  # type: ignore[assignment]
+            tls.loseConnection()
         else:
             self.transport.loseConnection()
 
     def abortConnection(self) -> None:
         self.disconnecting = True
+        if self.transport is None or self._lost:
+            return
         if self._tls is not None:
             self._tls.abortConnection()
         elif getattr(self.transport, "abortConnection", None) is not None:
@@ -302,6 +401,13 @@ class SideTLSProtocol(ProtocolWrapper):
 
     # -- IProtocol (from the transport below) ------------------------------
 
+    def connectionMade(self) -> None:
+        timeout = self.factory.negotiationTimeout
+        if timeout:
+            self._negotiationTimer = self.factory.clock.callLater(
+                timeout, self._negotiationTimedOut, timeout
+            )
+
     def dataReceived(self, data: bytes) -> None:
         tls = self._tls
         if tls is not None:
@@ -313,6 +419,10 @@ class SideTLSProtocol(ProtocolWrapper):
         # when a block makes it call startTLS, whatever follows the block in
         # this same read goes to the TLS layer and not to Foolscap's header
         # parser.
+        if data:
+            self._received = True
+        if self._closing:
+            return
         while data:
             scan = self._tail + data
             found = scan.find(_END_OF_BLOCK)
@@ -330,17 +440,31 @@ class SideTLSProtocol(ProtocolWrapper):
                 return
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._lost = True
         self._cancelHandshakeTimer()
+        for name in ("_negotiationTimer", "_closeTimer"):
+            timer = getattr(self, name)
+            if timer is not None:
+                if timer.active():
+                    timer.cancel()
+                setattr(self, name, None)
+        registry = self.factory.negotiating
+        if registry is not None:
+            registry.pop(self, None)
         tls = self._tls
         if tls is None:
-            ProtocolWrapper.connectionLost(self, reason)
+            self.factory.unregisterProtocol(self)
+            self._tellApplication(reason)
             return
         # Writes after the connection is gone are dropped, as Twisted's own
         # transports drop them, instead of reaching a torn-down TLS layer.
         self.write = self.writeSequence = _discard  # type: ignore[method-assign]
         self.factory.unregisterProtocol(self)
-        # The TLS layer tells the application: through _tlsConnectionLost
-        # (to explain a failed handshake) or, after the handshake, directly.
+        # The TLS layer tells the application through _tlsConnectionLost, so
+        # that a failure can be explained and reported; after the handshake
+        # its application is Foolscap's directly, for speed, so point it back
+        # at us for this one last call.
+        tls.wrappedProtocol = self._appSide  # type: ignore[assignment]
         tls.connectionLost(reason)
         self.wrappedProtocol = None  # type: ignore[assignment]
 
@@ -357,7 +481,126 @@ class SideTLSProtocol(ProtocolWrapper):
         tls = self._tls
         assert tls is not None
         self.dataReceived = tls.dataReceived  # type: ignore[method-assign]
-        tls.wrappedProtocol = self._app
+        if not self._closing:
+            tls.wrappedProtocol = self._app
+
+    def _negotiationTimedOut(self, timeout: float) -> None:
+        self._negotiationTimer = None
+        if self._lost or not self._stillNegotiating():
+            return
+        self._diagnosis = NegotiationTimeout(
+            "negotiation did not complete within %g s (it stalled %s)"
+            % (timeout, self._phase())
+        )
+        self.abortConnection()
+
+    def _closeTimedOut(self, timeout: float) -> None:
+        """
+        This end closed the connection and the peer has not finished the
+        close (it neither answered TLS's close_notify nor closed, or it
+        stopped reading what we still had to send): abort.
+        """
+        self._closeTimer = None
+        if self._lost:
+            return
+        abort = getattr(self.transport, "abortConnection", None)
+        if abort is not None:  # else (some pipes) closing is all there is
+            self._closeAborted = timeout
+            abort()
+
+    def _evict(self, limit: int) -> None:
+        """Drop this still-negotiating connection to admit a newer one."""
+        if self._lost:
+            return
+        self._diagnosis = TooManyNegotiating(
+            "dropped while still negotiating (%s) to admit a new connection: %d "
+            "connections were negotiating (max_negotiating=%d), and this one had "
+            "got least far, for longest" % (self._phase(), limit, limit)
+        )
+        self.abortConnection()
+
+    def _progress(self) -> int:
+        """How far negotiation got: 0 nothing received, 1 plaintext, 2 TLS handshake, 3 after it."""
+        if self._tls is None:
+            return 1 if self._received else 0
+        return 3 if self._handshakeDone else 2
+
+    def _stillNegotiating(self) -> bool:
+        if not self._handshakeDone:
+            return True
+        return _foolscapNegotiating(self._app)
+
+    def _phase(self) -> str:
+        if self._tls is None:
+            if not self._received:
+                return "before the peer sent anything"
+            return "in the plaintext header exchange"
+        if not self._handshakeDone:
+            return "in the TLS handshake"
+        if _foolscapNegotiating(self._app):
+            return "in Foolscap's negotiation after the TLS handshake"
+        return "after negotiation"
+
+    def _peerText(self) -> str:
+        try:
+            peer = self.transport.getPeer()
+        except Exception:
+            return "an unknown peer"
+        host = getattr(peer, "host", None)
+        port = getattr(peer, "port", None)
+        if host is not None and port is not None:
+            return "%s:%s" % (host, port)
+        return str(peer)
+
+    def _report(self, reason: Failure) -> None:
+        """
+        Log one line for a connection that failed: while negotiating (for
+        any reason but this end dropping a connection it no longer wanted,
+        such as a losing hint), after negotiation when it did not end
+        cleanly, or when the close had to be forced.
+
+        A peer that hangs up cleanly while negotiating, or that Foolscap
+        turns away as a duplicate, gets its line at debug level: that is
+        also what an honest dialer does with the hints that lost the race
+        (Foolscap itself logs these at its NOISY level).  The rest are info.
+        """
+        if self._closeAborted is not None:
+            self._log(
+                LogLevel.info,
+                "{where}: closed by aborting it, the peer did not complete the "
+                "close within {seconds} s (it neither answered nor read)",
+                seconds="%g" % (self._closeAborted,),
+            )
+            return
+        explained = self._diagnosis is not None
+        foolscapReason = getattr(self._app, "failureReason", None)
+        if not explained and isinstance(foolscapReason, Failure):
+            # Foolscap's own reason (an unknown TubID, a TubID mismatch, its
+            # negotiation timeout): what it closed the connection for.
+            reason = foolscapReason
+            explained = True
+        if self._stillNegotiating():
+            if not explained and self._closing and reason.check(ConnectionDone):
+                return
+            quiet = _benign(reason) or (not explained and reason.check(ConnectionDone))
+            self._log(
+                LogLevel.debug if quiet else LogLevel.info,
+                "{where}: negotiation failed {phase}: {why}",
+                phase=self._phase(),
+                why=_describeFailure(reason),
+            )
+        elif not reason.check(ConnectionDone):
+            self._log(LogLevel.info, "{where}: connection lost: {why}", why=_describeFailure(reason))
+
+    def _log(self, level: LogLevel, format: str, **fields: Any) -> None:
+        """Emit one line, saying which connection (and with the role and peer as fields)."""
+        peer = self._peerText()
+        where = "sidetls %s, connection %s %s" % (
+            self.role,
+            "to" if self.factory.isClient else "from",
+            peer,
+        )
+        log.emit(level, format, where=where, role=self.role, peer=peer, **fields)
 
     def _handshakeTimedOut(self, timeout: float) -> None:
         self._handshakeTimer = None
@@ -374,12 +617,17 @@ class SideTLSProtocol(ProtocolWrapper):
             self._handshakeTimer = None
 
     def _tlsConnectionLost(self, reason: Failure) -> None:
+        self._tellApplication(reason)
+
+    def _tellApplication(self, reason: Failure) -> None:
+        """The connection is gone: explain why if we can, log it, tell the application."""
         if self._diagnosis is not None:
             reason = Failure(self._diagnosis)
-        elif not self._handshakeDone and reason.check(SSLError):
+        elif self._tls is not None and not self._handshakeDone and reason.check(SSLError):
             explained = explainFailure(self.tlsSide == "client", self._peerPrefix)
             if explained is not None:
                 reason = Failure(explained)
+        self._report(reason)
         app = self._app
         self.wrappedProtocol = None  # type: ignore[assignment]
         app.connectionLost(reason)
@@ -411,8 +659,19 @@ class SideTLSFactory(WrappingFactory):
     protocols.
 
     @ivar isClient: L{True} for dialers (TLS client), L{False} for listeners.
-    @ivar clock: Schedules the handshake wait and TLS write batching;
-        tests pass a L{twisted.internet.task.Clock}.
+    @ivar clock: Schedules the timeouts and TLS write batching; tests pass a
+        L{twisted.internet.task.Clock}.
+    @ivar negotiationTimeout: Seconds a connection may take from its start
+        to the end of Foolscap's negotiation, or L{None} (Foolscap's own
+        limits then apply: 120 s for a listener and for a dialer).
+    @ivar closeTimeout: Seconds the peer gets to finish a close this end
+        started before the connection is aborted, or L{None}.
+    @ivar maxNegotiating: At most this many connections still negotiating;
+        a new one beyond it drops the one that got least far, oldest first.
+        L{None}: no limit.
+    @ivar negotiating: The connections still negotiating, oldest first,
+        when C{maxNegotiating} is set (else L{None}); entries that finished
+        are removed lazily, when room is needed.
     """
 
     protocol = SideTLSProtocol
@@ -424,6 +683,9 @@ class SideTLSFactory(WrappingFactory):
         isClient: bool,
         clock: Optional[IReactorTime] = None,
         handshakeTimeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+        negotiationTimeout: Optional[float] = None,
+        closeTimeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+        maxNegotiating: Optional[int] = None,
     ) -> None:
         WrappingFactory.__init__(self, wrappedFactory)  # type: ignore[arg-type]
         if clock is None:
@@ -433,6 +695,12 @@ class SideTLSFactory(WrappingFactory):
         self.isClient = isClient
         self.clock: IReactorTime = clock
         self.handshakeTimeout = handshakeTimeout
+        self.negotiationTimeout = negotiationTimeout
+        self.closeTimeout = closeTimeout
+        self.maxNegotiating = maxNegotiating
+        self.negotiating: Optional[dict[SideTLSProtocol, None]] = (
+            {} if maxNegotiating is not None else None
+        )
 
     def buildProtocol(self, addr: Any) -> Any:
         if not (hasattr(addr, "host") and hasattr(addr, "port")):
@@ -440,4 +708,33 @@ class SideTLSFactory(WrappingFactory):
         app = self.wrappedFactory.buildProtocol(addr)
         if app is None:
             return None
-        return self.protocol(self, app)
+        protocol = self.protocol(self, app)
+        registry = self.negotiating
+        if registry is not None:
+            self._makeRoom(registry)
+            registry[protocol] = None
+        return protocol
+
+    def _makeRoom(self, registry: "dict[SideTLSProtocol, None]") -> None:
+        """
+        Keep fewer than C{maxNegotiating} connections negotiating: forget
+        those that finished, then drop one still at it -- the one that has
+        got least far (nothing received, some plaintext, in the TLS
+        handshake, after it), the oldest of those.
+
+        Dropping rather than refusing the newest is what lets honest peers
+        in during a flood of connections that open and say nothing: an
+        honest dialer speaks at once, so it is never the one dropped while
+        such connections remain.
+        """
+        limit = self.maxNegotiating
+        assert limit is not None
+        if len(registry) < limit:
+            return
+        for protocol in list(registry):
+            if not protocol._stillNegotiating():
+                del registry[protocol]
+        while len(registry) >= limit:
+            victim = min(registry, key=SideTLSProtocol._progress)
+            del registry[victim]
+            victim._evict(limit)

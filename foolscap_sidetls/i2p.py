@@ -139,7 +139,9 @@ _RESERVED_OPTIONS = frozenset(
 )
 _OPTION_KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _OPTION_VALUE = re.compile(r'^[^\s"=]*$')
-_I2P_NAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)+i2p$")
+_I2P_NAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)+i2p\Z")
+#: Printable ASCII without spaces: what an I2P hint may contain.
+_HINT_CHARACTERS = re.compile(r"[\x21-\x7e]+\Z")
 _B32_LABEL = re.compile(r"^[a-z2-7]{52,}$")
 
 
@@ -1003,6 +1005,10 @@ def _parse_hint(hint: str) -> tuple[str, Optional[int]]:
 
     if not isinstance(hint, str) or not hint.startswith("i2p:"):
         raise bad("not an I2P hint: %r" % (hint,))
+    if not _HINT_CHARACTERS.match(hint):
+        # Also what keeps a line break out of the SAM commands the address
+        # goes into ('$' in _I2P_NAME matches before a trailing newline).
+        raise bad("I2P hint %r contains a character that is not printable ASCII" % (hint,))
     parts = hint[len("i2p:") :].split(":")
     if len(parts) > 2:
         raise bad("I2P hint %r has too many ':'" % (hint,))
@@ -1017,7 +1023,7 @@ def _parse_hint(hint: str) -> tuple[str, Optional[int]]:
     port: Optional[int] = None
     if len(parts) == 2:
         text = parts[1]
-        if not text.isdigit() or len(text) > 5 or not 1 <= int(text) <= 65535:
+        if not (text.isascii() and text.isdigit()) or len(text) > 5 or not 1 <= int(text) <= 65535:
             raise bad("I2P hint %r: port %r is not a number from 1 to 65535" % (hint, text))
         port = int(text)
     return host, port

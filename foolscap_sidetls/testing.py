@@ -75,7 +75,7 @@ _DIRECTIONS = (OUTBOUND, INBOUND)
 HIGH_WATER = 64 * 1024
 LOW_WATER = 16 * 1024
 
-_HINT_RE = re.compile(r"^memory:([A-Za-z0-9._\-]+)$")
+_HINT_RE = re.compile(r"^memory:([A-Za-z0-9._\-]+)\Z")
 
 
 def _checkDirection(socket: str) -> str:

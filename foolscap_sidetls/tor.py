@@ -70,6 +70,7 @@ except ImportError as e:  # pragma: no cover - depends on the installation
         "foolscap_sidetls.tor needs txtorcon (%s): pip install 'foolscap-sidetls[tor]'" % (e,)
     ) from e
 
+from . import _hints
 from ._endpoints import dialer, listener
 from ._protocol import DEFAULT_HANDSHAKE_TIMEOUT
 
@@ -813,18 +814,34 @@ class _Launcher:
 # -- dialing ------------------------------------------------------------------
 
 
+_HINT_EXPECTED = (
+    "'tor:HOST:PORT' or 'tcp:HOST:PORT', HOST being a DNS name such as an "
+    ".onion address, or a public IPv4 address"
+)
+
+
 def _parse_hint(hint: str) -> tuple[str, int]:
     """
-    C{(host, port)} from a C{tor:}/C{tcp:} hint, with Foolscap's own
-    expression and its refusal of non-public numeric addresses (no exit
-    could reach them), so the accepted syntax is exactly Foolscap's.
+    C{(host, port)} from a C{tor:}/C{tcp:} hint: Foolscap's syntax and its
+    refusal of non-public numeric addresses (no exit could reach them), read
+    strictly -- ASCII only, a port from 1 to 65535, no empty DNS labels --
+    with a message that says what is wrong.
     """
-    found = _foolscap_tor.HINT_RE.search(hint)
-    if not found:
-        raise InvalidHintError("unrecognized TCP/Tor hint")
-    host, port = found.group(1), int(found.group(2))
+    prefix = "unrecognized TCP/Tor hint"
+    text = _hints.check_characters(prefix, hint, _HINT_EXPECTED)
+    kind, colon, rest = text.partition(":")
+    host, colon2, port_text = rest.rpartition(":")
+    if not colon or not colon2:
+        raise _hints.invalid(prefix, text, "it is not TYPE:HOST:PORT", _HINT_EXPECTED)
+    port = _hints.parse_port(prefix, text, port_text, _HINT_EXPECTED)
+    _hints.check_dns_name(prefix, text, host, _HINT_EXPECTED)
+    if not _foolscap_tor.HINT_RE.search(text):  # never looser than Foolscap
+        raise _hints.invalid(prefix, text, "Foolscap's tor handler does not accept it", _HINT_EXPECTED)
     if _foolscap_tor.is_non_public_numeric_address(host):
-        raise InvalidHintError("ignoring non-Tor-able ipaddr %s" % host)
+        raise InvalidHintError(
+            "ignoring non-Tor-able ipaddr %s in hint %r: no Tor exit can reach a "
+            "private, loopback or reserved address" % (host, text)
+        )
     return host, port
 
 

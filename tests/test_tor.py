@@ -545,6 +545,9 @@ class Hints(TestCase):
 
     def test_same_as_foolscap(self) -> Deferred:
         """
+        The same verdicts as Foolscap's own handler, with messages that say
+        what is wrong (Foolscap's first words, then the details).
+
         Foolscap's own handler answers through its eventual-send queue, so
         this test lets the reactor turn; ours answers at once.
         """
@@ -555,18 +558,25 @@ class Hints(TestCase):
             )
             for hint in self.HINTS
         ]
+        expected = " (expected 'tor:HOST:PORT' or 'tcp:HOST:PORT', HOST being a DNS name such as an .onion address, or a public IPv4 address)"
+        unreachable = ": no Tor exit can reach a private, loopback or reserved address"
+        for m in mine:
+            if m.startswith("refused"):
+                self.assertTrue(m.endswith(expected) or m.endswith(unreachable), m)
         self.assertEqual(
-            mine,
+            [m.replace(expected, "").replace(unreachable, "") for m in mine],
             [
                 "accepted: " + ONION,
                 "accepted: example.org",
                 "accepted: example.org",
                 "accepted: 8.8.8.8",
-                "refused: unrecognized TCP/Tor hint",
-                "refused: ignoring non-Tor-able ipaddr 10.0.0.1",
-                "refused: ignoring non-Tor-able ipaddr 127.0.0.1",
-                "refused: unrecognized TCP/Tor hint",
-                "refused: unrecognized TCP/Tor hint",
+                "refused: unrecognized TCP/Tor hint 'tor:%s': it is not TYPE:HOST:PORT" % ONION,
+                "refused: ignoring non-Tor-able ipaddr 10.0.0.1 in hint 'tcp:10.0.0.1:80'",
+                "refused: ignoring non-Tor-able ipaddr 127.0.0.1 in hint 'tcp:127.0.0.1:80'",
+                "refused: unrecognized TCP/Tor hint 'tcp:[::1]:80': host '[::1]' is not a DNS "
+                "name or IPv4 address (letters, digits, '-' and '.')",
+                "refused: unrecognized TCP/Tor hint 'tor:a b:80': it contains ' ', which is not "
+                "printable ASCII (hints have no spaces, control or non-ASCII characters)",
             ],
         )
         theirs = foolscap_tor.socks_endpoint(self.socks)
@@ -576,7 +586,15 @@ class Hints(TestCase):
                 for hint in self.HINTS
             ]
         )
-        return d.addCallback(self.assertEqual, mine)
+
+        def compare(foolscaps: list[str]) -> None:
+            # Accepted alike; refused alike, ours starting with Foolscap's words.
+            self.assertEqual(
+                [m if m.startswith("accepted") else m[: len(f)] for m, f in zip(mine, foolscaps)],
+                foolscaps,
+            )
+
+        return d.addCallback(compare)
 
     def test_endpoint_is_a_dialer(self) -> None:
         handler = tor.socks_endpoint(self.socks)
@@ -594,7 +612,12 @@ class Hints(TestCase):
         f = self.failureResultOf(
             handler.hint_to_endpoint("tor:nope", self.reactor, Statuses()), InvalidHintError
         )
-        self.assertEqual(str(f.value), "unrecognized TCP/Tor hint")
+        self.assertEqual(
+            str(f.value),
+            "unrecognized TCP/Tor hint 'tor:nope': it is not TYPE:HOST:PORT (expected "
+            "'tor:HOST:PORT' or 'tcp:HOST:PORT', HOST being a DNS name such as an .onion "
+            "address, or a public IPv4 address)",
+        )
         self.assertEqual(self.reactor.tcpClients, [])
 
 
