@@ -1,0 +1,205 @@
+"""
+A Tub behind NAT, reached through a relay that carries only ciphertext.
+
+With no arguments, everything runs in this process on 127.0.0.1 and checks
+itself (exit status 0 on success)::
+
+    .venv/bin/python examples/relay.py
+
+    stock dialer Tub --tcp--> relay <--tcp-- hidden Tub (listens on nothing)
+       TLS client       copies bytes          TLS server
+
+The dialer is plain Foolscap: the hidden Tub's FURL has an ordinary tcp hint
+for the relay, and the relay routes on the TubID in Foolscap's plaintext
+request.  The demo then restarts the relay and shows the hidden Tub
+registering again by itself.
+
+Or run the three parts separately (each serves until Ctrl-C)::
+
+    .venv/bin/python examples/relay.py relay --port 7000 --cert-file relay.pem
+        (prints the relay URL, relay://<relay-id>@tcp:127.0.0.1:7000)
+    .venv/bin/python examples/relay.py hidden RELAY_URL [--cert-file hidden.pem]
+        (prints the hidden Tub's FURL)
+    .venv/bin/python examples/relay.py dial FURL
+
+Use --host to put another address in the relay URL (the relay itself binds
+to --interface, 127.0.0.1 by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, Optional
+
+from twisted.internet import defer, task
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.tcp import Client as TCPClientSocket, Port as TCPPort
+from foolscap import crypto
+from foolscap.api import Referenceable, Tub
+
+from foolscap_sidetls import relay
+
+PAYLOAD = 1024 * 1024
+
+
+class Echo(Referenceable):
+    def remote_echo(self, data: bytes) -> bytes:
+        return data
+
+
+def _forever() -> "defer.Deferred[None]":
+    return defer.Deferred()
+
+
+@defer.inlineCallbacks
+def start_relay(
+    reactor: Any, server: relay.RelayServer, port: int, interface: str, host: str
+) -> Any:
+    listening = yield server.listen(TCP4ServerEndpoint(reactor, port, interface=interface))
+    return server, listening, server.url("tcp:%s:%d" % (host, listening.getHost().port))
+
+
+def start_hidden(url: str, cert_file: Optional[str] = None) -> tuple[Tub, Any, str]:
+    tub = Tub(certFile=cert_file) if cert_file else Tub()
+    endpoint = relay.listener(url, tub)
+    tub.listenOn(endpoint)  # listens by dialing out to the relay
+    tub.setLocation(*relay.location_hints(url))  # dialers reach it via the relay
+    tub.startService()
+    return tub, endpoint, tub.registerReference(Echo(), "echo")
+
+
+@defer.inlineCallbacks
+def demo(reactor: Any) -> Any:
+    # The relay's identity: keep it (RelayServer(cert_file=...)) and its URL,
+    # which hidden Tubs pin, survives restarts.
+    certificate = crypto.createCertificate()
+    server, port, url = yield start_relay(
+        reactor, relay.RelayServer(certificate), 0, "127.0.0.1", "127.0.0.1"
+    )
+    print("relay:   listening on 127.0.0.1:%d, relay URL %s" % (port.getHost().port, url))
+
+    hidden, endpoint, furl = start_hidden(url)
+    yield endpoint.when_registered()
+    print("hidden:  registered; FURL %s" % (furl,))
+
+    dialer = Tub()  # stock Foolscap: nothing from foolscap_sidetls
+    dialer.startService()
+    ok = True
+    try:
+        rref = yield dialer.getReference(furl)
+        payload = os.urandom(PAYLOAD)
+        echoed = yield rref.callRemote("echo", payload)
+        (broker,) = hidden.brokers.values()
+        below = broker.transport.transport
+        listening = [r for r in reactor.getReaders() if isinstance(r, TCPPort)]
+        print("dialer:  echo of 1 MiB through the relay: %s"
+              % ("intact" if echoed == payload else "WRONG DATA"))
+        print("dialer:  TLS client; the certificate it checked is the hidden Tub's: %s"
+              % (_peerID(rref.tracker.broker.transport) == hidden.tubID,))
+        print("hidden:  role=%s, TLS %s, over a %s"
+              % (broker.transport.role, broker.transport.tlsSide,
+                 "TCP client socket to the relay" if isinstance(below, TCPClientSocket)
+                 else type(below).__name__))
+        print("         listening sockets in this process: %d, the relay's" % len(listening))
+        ok = (
+            echoed == payload
+            and broker.transport.tlsSide == "server"
+            and listening == [port]
+            and _peerID(rref.tracker.broker.transport) == hidden.tubID
+        )
+
+        print("relay:   stopping, and starting again on the same port")
+        portNumber = port.getHost().port
+        yield server.stop()
+        # Both Tubs notice their connections to the relay are gone.
+        yield _until(reactor, lambda: endpoint.state != relay.REGISTERED and not dialer.brokers)
+        server, port, _ = yield start_relay(
+            reactor, relay.RelayServer(certificate), portNumber, "127.0.0.1", "127.0.0.1"
+        )
+        yield endpoint.when_registered()
+        print("hidden:  registered again by itself (%d registrations so far)"
+              % (endpoint.port.registrations,))
+        rref = yield dialer.getReference(furl)
+        again = yield rref.callRemote("echo", b"again")
+        print("dialer:  echo through the restarted relay: %s" % (again == b"again",))
+        ok = ok and again == b"again"
+    finally:
+        yield dialer.stopService()
+        yield hidden.stopService()
+        yield server.stop()
+    print("RESULT:", "OK" if ok else "UNEXPECTED")
+    if not ok:
+        raise SystemExit(1)
+
+
+@defer.inlineCallbacks
+def _until(reactor: Any, condition: Any) -> Any:
+    while not condition():
+        yield task.deferLater(reactor, 0.01, lambda: None)
+
+
+def _peerID(transport: Any) -> str:
+    from foolscap import crypto as c
+
+    return str(c.digest32(transport.getPeerCertificate().digest("sha1")))
+
+
+@defer.inlineCallbacks
+def run_relay(reactor: Any, args: argparse.Namespace) -> Any:
+    server, port, url = yield start_relay(
+        reactor,
+        relay.RelayServer(cert_file=args.cert_file),
+        args.port,
+        args.interface,
+        args.host or args.interface,
+    )
+    print("relay URL: %s" % (url,), flush=True)
+    yield _forever()
+
+
+@defer.inlineCallbacks
+def run_hidden(reactor: Any, args: argparse.Namespace) -> Any:
+    tub, endpoint, furl = start_hidden(args.url, args.cert_file)
+    print("registering with %s ..." % (args.url,), flush=True)
+    yield endpoint.when_registered()
+    print("registered; FURL: %s" % (furl,), flush=True)
+    yield _forever()
+
+
+@defer.inlineCallbacks
+def run_dial(reactor: Any, args: argparse.Namespace) -> Any:
+    tub = Tub()
+    tub.startService()
+    rref = yield tub.getReference(args.furl)
+    payload = os.urandom(PAYLOAD)
+    echoed = yield rref.callRemote("echo", payload)
+    print("echo of 1 MiB: %s" % ("intact" if echoed == payload else "WRONG DATA"))
+    yield tub.stopService()
+    if echoed != payload:
+        raise SystemExit(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command")
+    r = sub.add_parser("relay", help="run a relay")
+    r.add_argument("--port", type=int, default=7000)
+    r.add_argument("--interface", default="127.0.0.1")
+    r.add_argument("--host", help="the address to put in the relay URL")
+    r.add_argument("--cert-file", help="keep the relay's certificate (and URL) here")
+    h = sub.add_parser("hidden", help="run a hidden Tub with an echo object")
+    h.add_argument("url", help="the relay URL the relay printed")
+    h.add_argument("--cert-file", help="keep the Tub's certificate (and FURL) here")
+    d = sub.add_parser("dial", help="call echo on a FURL")
+    d.add_argument("furl")
+    args = parser.parse_args()
+    if args.command is None:
+        task.react(demo)
+    else:
+        run = {"relay": run_relay, "hidden": run_hidden, "dial": run_dial}[args.command]
+        task.react(run, (args,))
+
+
+if __name__ == "__main__":
+    main()

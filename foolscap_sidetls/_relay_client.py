@@ -1,0 +1,1002 @@
+"""
+The hidden Tub's side of a relay: a server endpoint that listens by
+dialing out.
+
+C{listen} registers with the relay over a control channel (TLS, this end
+the client, presenting the Tub's own certificate: that is how it proves its
+TubID), keeps the registration alive -- pinging, and re-registering with
+exponential backoff whenever the channel drops -- and, for each C{CONNECT}
+the relay sends, dials a fresh stream to the relay and hands it to the
+Tub's listening factory as a I{listener}-role connection: the hidden Tub is
+the TLS server of every connection it accepts, although every socket it has
+is one it dialed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union, cast
+
+from zope.interface import implementer
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IHandshakeListener,
+    IListeningPort,
+    IProtocol,
+    IProtocolFactory,
+    IPushProducer,
+    IReactorTime,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+)
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.ssl import PrivateCertificate
+from twisted.logger import Logger
+from twisted.protocols.basic import LineOnlyReceiver
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
+from foolscap.ipb import IConnectionHintHandler
+
+from . import _relay_wire as wire
+from ._handler import SideTLSHandler
+from ._endpoints import listener as sidetls_listener
+from ._protocol import DEFAULT_HANDSHAKE_TIMEOUT
+
+_log = Logger()
+
+#: States of a relayed listening port.
+CONNECTING = "connecting"
+REGISTERED = "registered"
+WAITING = "waiting"
+STOPPED = "stopped"
+
+
+@implementer(IAddress)
+class RelayedAddress:
+    """
+    The dialer of a relayed connection, as the relay saw it: what the
+    hidden Tub's listening factory is built with.  (The connection's
+    C{getPeer()} is the relay: that is the socket's other end.)
+    """
+
+    def __init__(self, host: str, port: int, relay: str) -> None:
+        self.host = host
+        self.port = port
+        self.relay = relay
+
+    def __repr__(self) -> str:
+        return "RelayedAddress(%r, %d, via %r)" % (self.host, self.port, self.relay)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RelayedAddress):
+            return NotImplemented
+        return (self.host, self.port, self.relay) == (other.host, other.port, other.relay)
+
+    def __hash__(self) -> int:
+        return hash((self.host, self.port, self.relay))
+
+
+@implementer(IAddress)
+class RelayAddress:
+    """
+    What a relayed listening port reports as its host: it has no local
+    address, only a relay at which it can be reached.
+    """
+
+    def __init__(self, relay: str, tubid: str) -> None:
+        self.relay = relay
+        self.tubid = tubid
+        # Foolscap's Listener logs host and port.
+        self.host = relay
+        self.port = None
+
+    def __repr__(self) -> str:
+        return "RelayAddress(%r, %r)" % (self.relay, self.tubid)
+
+    def __str__(self) -> str:
+        return "relay %s for TubID %s" % (self.relay, self.tubid)
+
+
+# -- the control channel, plaintext part ---------------------------------------
+
+
+class _ControlClient(Protocol):
+    """
+    The hidden Tub's control connection: asks for the control channel in
+    plaintext, then runs the TLS client session that carries it.
+
+    @ivar failure: Why this end is closing the connection, if it is.
+    """
+
+    transport: Any
+    failure: Optional[Exception] = None
+    _tls: Optional[TLSMemoryBIOProtocol] = None
+    _lines: Optional["_ControlLines"] = None
+    _timer: Optional[IDelayedCall] = None
+    _tlsReason: Optional[Failure] = None
+
+    def __init__(self, port: "_RelayedPort") -> None:
+        self.port = port
+        self._buffer = b""
+
+    def connectionMade(self) -> None:
+        self.transport.write(wire.CONTROL_REQUEST)
+        self.setTimer(
+            self.port._endpoint._answerTimeout,
+            "the relay did not complete the control handshake and answer "
+            "REGISTER within %s s",
+        )
+        self.port._controlConnected(self)
+
+    def setTimer(self, seconds: float, why: str) -> None:
+        self.cancelTimer()
+        self._timer = self.port._clock.callLater(seconds, self._timedOut, why % (seconds,))
+
+    def cancelTimer(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    def _timedOut(self, why: str) -> None:
+        self._timer = None
+        self.fail(wire.RelayTimeoutError(why))
+
+    def fail(self, error: Exception) -> None:
+        """Close the control connection, recording C{error} as the reason."""
+        if self.failure is None:
+            self.failure = error
+        self.cancelTimer()
+        (self._tls or self.transport).abortConnection()
+
+    def close(self) -> None:
+        """Close cleanly: a TLS close_notify, when TLS is up."""
+        self.cancelTimer()
+        lines, tls = self._lines, self._tls
+        if lines is not None and tls is not None:
+            # The TLS layer closes only once its producer is gone.
+            tls.unregisterProducer()
+            tls.loseConnection()
+        else:
+            self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        self._buffer += data
+        end = self._buffer.find(wire.END_OF_BLOCK)
+        if end == -1:
+            if len(self._buffer) > wire.MAX_HEADER:
+                self.fail(
+                    wire.RelayError(
+                        "the relay's answer to the control request has no end of "
+                        "header within %d bytes; is this a foolscap-sidetls relay?"
+                        % (wire.MAX_HEADER,)
+                    )
+                )
+            return
+        end += len(wire.END_OF_BLOCK)
+        block, rest = self._buffer[:end], self._buffer[end:]
+        self._buffer = b""
+        code, line = wire.status_line(block)
+        if code != 101:
+            self.fail(
+                wire.RelayRefusedError(
+                    "the relay refused the control connection: %r" % (line[:300],)
+                )
+            )
+            return
+        endpoint = self.port._endpoint
+        tlsFactory = TLSMemoryBIOFactory(
+            endpoint._tlsOptions, True, _ControlLinesFactory(self), clock=self.port._clock
+        )
+        tls = cast(TLSMemoryBIOProtocol, tlsFactory.buildProtocol(self.transport.getPeer()))
+        self._tls = tls
+        tls.makeConnection(self.transport)
+        self.dataReceived = tls.dataReceived  # type: ignore[method-assign]
+        if rest:
+            tls.dataReceived(rest)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.cancelTimer()
+        tls, self._tls = self._tls, None
+        if tls is not None:
+            # The TLS layer tells the lines protocol first, with its own
+            # reason (a failed handshake says so there).
+            tls.connectionLost(reason)
+            if self._tlsReason is not None:
+                reason = self._tlsReason
+        lines, self._lines = self._lines, None
+        if lines is not None:
+            lines.stopKeepalive()
+        self.port._controlLost(self, self.failure if self.failure is not None else reason)
+
+    # -- from the lines protocol ------------------------------------------------
+
+    def sendLine(self, line: bytes) -> None:
+        if self._lines is not None and self.failure is None:
+            self._lines.sendLine(line)
+
+
+@implementer(IHandshakeListener, IPushProducer)
+class _ControlLines(LineOnlyReceiver):
+    """
+    The control channel's lines, inside the TLS session.  Like the relay's
+    end, it stops reading while the relay is not reading what it writes.
+    """
+
+    delimiter = b"\r\n"
+    MAX_LENGTH = wire.MAX_LINE
+    transport: Any
+    _pingTimer: Optional[IDelayedCall] = None
+    _pingSerial = 0
+    _awaiting: Optional[int] = None
+
+    def __init__(self, client: _ControlClient) -> None:
+        self.client = client
+        self.port = client.port
+
+    def connectionMade(self) -> None:
+        self.client._lines = self
+        self.transport.registerProducer(self, True)
+
+    def pauseProducing(self) -> None:
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        pass
+
+    def handshakeCompleted(self) -> None:
+        certificate = self.transport.getPeerCertificate()
+        expected = self.port._endpoint._relayID
+        if expected is not None:
+            actual = wire.certificate_id(certificate) if certificate is not None else None
+            if actual != expected:
+                self.client.fail(
+                    wire.RelayIdentityError(
+                        "the relay at %s presented the certificate of %s, not relay "
+                        "ID %s from its relay URL; not registering there"
+                        % (self.transport.getPeer(), actual, expected)
+                    )
+                )
+                return
+        self.sendLine(b"REGISTER " + self.port._endpoint._tubid.encode("ascii"))
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.client.fail(
+            wire.RelayError("the relay sent a control line longer than %d bytes" % self.MAX_LENGTH)
+        )
+
+    def lineReceived(self, line: bytes) -> None:
+        text = line.decode("ascii", "replace")
+        command, _, rest = text.partition(" ")
+        if command == "CONNECT":
+            fields = rest.split(" ")
+            if (
+                len(fields) == 3
+                and wire.is_id(fields[0])
+                and wire.is_number(fields[2])
+                and self.port.state == REGISTERED
+            ):
+                self.port._connectRequested(self.client, fields[0], fields[1], int(fields[2]))
+                return
+        elif command == "PONG":
+            if self._awaiting is not None and rest == str(self._awaiting):
+                self._awaiting = None
+                return
+        elif command == "OK":
+            if rest == "REGISTER " + self.port._endpoint._tubid:
+                self.client.cancelTimer()
+                self.port._registered(self.client)
+                self._schedulePing()
+                return
+        elif command == "ERROR":
+            self.client.fail(wire.RelayRefusedError("the relay said: %s" % (rest[:300],)))
+            return
+        self.client.fail(
+            wire.RelayError("the relay sent an unexpected control line %r" % (text[:100],))
+        )
+
+    def _schedulePing(self) -> None:
+        interval = self.port._endpoint._keepalive
+        if interval:
+            self._pingTimer = self.port._clock.callLater(interval, self._ping)
+
+    def _ping(self) -> None:
+        self._pingTimer = None
+        if self._awaiting is not None:
+            self.client.fail(
+                wire.RelayTimeoutError(
+                    "the relay did not answer PING within %s s"
+                    % (self.port._endpoint._keepalive,)
+                )
+            )
+            return
+        self._pingSerial += 1
+        self._awaiting = self._pingSerial
+        self.sendLine(b"PING %d" % (self._pingSerial,))
+        self._schedulePing()
+
+    def stopKeepalive(self) -> None:
+        if self._pingTimer is not None and self._pingTimer.active():
+            self._pingTimer.cancel()
+        self._pingTimer = None
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.stopKeepalive()
+        self.client._tlsReason = reason
+
+
+class _ControlLinesFactory(Factory):
+    noisy = False
+
+    def __init__(self, client: _ControlClient) -> None:
+        self._client = client
+
+    def buildProtocol(self, addr: Optional[IAddress]) -> Protocol:
+        return _ControlLines(self._client)
+
+
+class _ControlClientFactory(Factory):
+    noisy = False
+
+    def __init__(self, port: "_RelayedPort") -> None:
+        self._port = port
+
+    def buildProtocol(self, addr: Optional[IAddress]) -> Protocol:
+        return _ControlClient(self._port)
+
+
+# -- streams --------------------------------------------------------------------
+
+
+class _StreamClient(Protocol):
+    """
+    A stream the hidden Tub dialed to the relay for one dialer: claims the
+    dialer with its token, then carries the Tub's listener-side protocol.
+    """
+
+    transport: Any
+    _app: Optional[IProtocol] = None
+    _timer: Optional[IDelayedCall] = None
+
+    def __init__(self, port: "_RelayedPort", token: str, address: RelayedAddress) -> None:
+        self.port = port
+        self.token = token
+        self.address = address
+        self._buffer = b""
+
+    def connectionMade(self) -> None:
+        self.port._streamConnected(self)
+        self.transport.write(
+            b"GET " + (wire.STREAM_PREFIX + self.token).encode("ascii") + b" HTTP/1.1\r\n\r\n"
+        )
+        self._timer = self.port._clock.callLater(
+            self.port._endpoint._answerTimeout, self._timedOut
+        )
+
+    def _timedOut(self) -> None:
+        self._timer = None
+        _log.warn(
+            "relay stream {token}: the relay did not answer within {seconds} s",
+            token=self.token,
+            seconds=self.port._endpoint._answerTimeout,
+        )
+        self.transport.abortConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        self._buffer += data
+        end = self._buffer.find(wire.END_OF_BLOCK)
+        if end == -1:
+            if len(self._buffer) > wire.MAX_HEADER:
+                self.transport.abortConnection()
+            return
+        end += len(wire.END_OF_BLOCK)
+        block, rest = self._buffer[:end], self._buffer[end:]
+        self._buffer = b""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        code, line = wire.status_line(block)
+        if code != 200:
+            _log.warn("relay stream {token} refused: {line}", token=self.token, line=line)
+            self.transport.loseConnection()
+            return
+        app = self.port._streamSpliced(self)
+        if app is None:
+            self.transport.loseConnection()
+            return
+        self._app = app
+        app.makeConnection(self.transport)
+        # From here on the Tub's protocol reads the stream directly.
+        self.dataReceived = app.dataReceived  # type: ignore[method-assign]
+        if rest:
+            app.dataReceived(rest)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        app, self._app = self._app, None
+        if app is not None:
+            app.connectionLost(reason)
+        else:
+            self.port._streamGone(self)
+
+
+class _StreamFactory(Factory):
+    noisy = False
+
+    def __init__(self, port: "_RelayedPort", token: str, address: RelayedAddress) -> None:
+        self._port = port
+        self._token = token
+        self._address = address
+
+    def buildProtocol(self, addr: Optional[IAddress]) -> Protocol:
+        return _StreamClient(self._port, self._token, self._address)
+
+
+# -- the listening port -----------------------------------------------------------
+
+
+@implementer(IListeningPort)
+class _RelayedPort:
+    """
+    What L{RelayListenerEndpoint.listen} returns: one registration, kept
+    alive until C{stopListening}.
+
+    @ivar state: L{CONNECTING}, L{REGISTERED}, L{WAITING} (to retry) or
+        L{STOPPED}.
+    @ivar last_error: Why the last attempt to register failed or the last
+        registration ended, or L{None}.
+    """
+
+    state = CONNECTING
+    last_error: Optional[Failure] = None
+    registrations = 0
+    _control: Optional[_ControlClient] = None
+    _retry: Optional[IDelayedCall] = None
+
+    def __init__(self, endpoint: "RelayListenerEndpoint", factory: IProtocolFactory) -> None:
+        self._endpoint = endpoint
+        self._factory = factory
+        self._clock = endpoint._clock
+        self._listening = True
+        self._delay = endpoint._retryInitial
+        self._dialing: set["Deferred[Any]"] = set()
+        self._streams: set[_StreamClient] = set()
+        self._registeredWaiters: list["Deferred[None]"] = []
+        self._stopWaiters: list["Deferred[None]"] = []
+
+    def __repr__(self) -> str:
+        return "<relayed listening port for %s via %s: %s>" % (
+            self._endpoint._tubid,
+            self._endpoint._description,
+            self.state,
+        )
+
+    # -- IListeningPort --------------------------------------------------------
+
+    def startListening(self) -> None:
+        """Listening starts in C{listen}; nothing to do."""
+
+    def stopListening(self) -> "Deferred[None]":
+        """
+        Stop re-registering and close the control channel, which ends the
+        registration at the relay; fires once it is closed and no stream
+        dial is left.  Relayed connections already handed to the Tub stay
+        up, as accepted sockets do when a TCP port stops listening.
+        """
+        if self._listening:
+            self._listening = False
+            self.state = STOPPED
+            if self._retry is not None and self._retry.active():
+                self._retry.cancel()
+            self._retry = None
+            for d in list(self._dialing):
+                d.cancel()
+            for stream in list(self._streams):
+                stream.transport.loseConnection()
+            if self._control is not None:
+                self._control.close()
+            waiters, self._registeredWaiters = self._registeredWaiters, []
+            for d in waiters:
+                d.errback(wire.RelayError("stopped listening before registering"))
+        done: Deferred[None] = Deferred()
+        self._stopWaiters.append(done)
+        self._maybeStopped()
+        return done
+
+    def getHost(self) -> RelayAddress:
+        return RelayAddress(self._endpoint._description, self._endpoint._tubid)
+
+    # -- public ----------------------------------------------------------------
+
+    def when_registered(self) -> "Deferred[None]":
+        """Fires when this port is registered (at once if it is now)."""
+        if self.state == REGISTERED:
+            return defer.succeed(None)
+        d: Deferred[None] = Deferred()
+        self._registeredWaiters.append(d)
+        return d
+
+    # -- registering -------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._connect()
+
+    def _connect(self) -> None:
+        self._retry = None
+        if not self._listening:
+            return
+        self.state = CONNECTING
+        d = self._endpoint._relay.connect(_ControlClientFactory(self))
+        self._dialing.add(d)
+
+        def dialed(result: Any) -> Any:
+            self._dialing.discard(d)
+            self._maybeStopped()
+            return result
+
+        d.addBoth(dialed)
+        d.addErrback(self._dialFailed)
+
+    def _dialFailed(self, reason: Failure) -> None:
+        if not self._listening:
+            return
+        self._failed(reason)
+
+    def _failed(self, reason: Failure) -> None:
+        self.last_error = reason
+        _log.info(
+            "relay {relay}: {why}; retrying in {delay} s",
+            relay=self._endpoint._description,
+            why=reason.getErrorMessage(),
+            delay=self._delay,
+        )
+        self.state = WAITING
+        self._retry = self._clock.callLater(self._delay, self._connect)
+        self._delay = min(self._delay * 2, self._endpoint._retryMax)
+
+    def _controlConnected(self, client: _ControlClient) -> None:
+        if not self._listening:
+            client.transport.loseConnection()
+            return
+        self._control = client
+
+    def _registered(self, client: _ControlClient) -> None:
+        self.state = REGISTERED
+        self.registrations += 1
+        self._delay = self._endpoint._retryInitial
+        _log.info(
+            "relay {relay}: registered {tubid}",
+            relay=self._endpoint._description,
+            tubid=self._endpoint._tubid,
+        )
+        waiters, self._registeredWaiters = self._registeredWaiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def _controlLost(self, client: _ControlClient, reason: Failure | Exception) -> None:
+        if self._control is client:
+            self._control = None
+        if not isinstance(reason, Failure):
+            reason = Failure(reason)
+        wasRegistered = self.state == REGISTERED
+        if self._listening:
+            if wasRegistered:
+                self.state = CONNECTING
+            self._failed(reason)
+        self._maybeStopped()
+
+    # -- streams ---------------------------------------------------------------------
+
+    def _connectRequested(
+        self, client: _ControlClient, token: str, host: str, port: int
+    ) -> None:
+        limit = self._endpoint._maxPendingStreams
+        if len(self._streams) + len(self._dialing) >= limit:
+            client.sendLine(
+                b"REFUSED %s %d streams are already being opened, this hidden Tub's limit"
+                % (token.encode("ascii"), limit)
+            )
+            return
+        address = RelayedAddress(host, port, self._endpoint._description)
+        d = self._endpoint._relay.connect(_StreamFactory(self, token, address))
+        self._dialing.add(d)
+
+        def dialed(result: Any) -> Any:
+            self._dialing.discard(d)
+            self._maybeStopped()
+            return result
+
+        def failed(reason: Failure) -> None:
+            if self._listening:
+                client.sendLine(
+                    b"REFUSED %s could not open a stream to the relay: %s"
+                    % (
+                        token.encode("ascii"),
+                        " ".join(reason.getErrorMessage().split())[:200].encode(
+                            "ascii", "replace"
+                        ),
+                    )
+                )
+
+        d.addBoth(dialed)
+        d.addErrback(failed)
+
+    def _streamConnected(self, stream: _StreamClient) -> None:
+        self._streams.add(stream)
+        if not self._listening:
+            stream.transport.loseConnection()
+
+    def _streamSpliced(self, stream: _StreamClient) -> Optional[IProtocol]:
+        self._streams.discard(stream)
+        if not self._listening:
+            return None
+        app = self._factory.buildProtocol(stream.address)
+        self._maybeStopped()
+        return app
+
+    def _streamGone(self, stream: _StreamClient) -> None:
+        self._streams.discard(stream)
+        self._maybeStopped()
+
+    def _maybeStopped(self) -> None:
+        if self._listening or self._control is not None or self._dialing or self._streams:
+            return
+        waiters, self._stopWaiters = self._stopWaiters, []
+        for d in waiters:
+            d.callback(None)
+
+
+# -- the endpoint ---------------------------------------------------------------------
+
+
+@implementer(IStreamServerEndpoint)
+class RelayListenerEndpoint:
+    """
+    A server endpoint that listens at a relay: every connection it yields
+    was dialed by this end, and every one is the TLS server (the
+    listener role).  For C{tub.listenOn(...)}; see L{listener}.
+    """
+
+    _port: Optional[_RelayedPort] = None
+
+    def __init__(
+        self,
+        relay: IStreamClientEndpoint,
+        certificate: PrivateCertificate,
+        *,
+        tubid: Optional[str] = None,
+        relay_id: Optional[str] = None,
+        description: Optional[str] = None,
+        clock: Optional[IReactorTime] = None,
+        handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+        retry_initial: float = 1.0,
+        retry_max: float = 60.0,
+        keepalive: Optional[float] = 60.0,
+        answer_timeout: float = 30.0,
+        max_pending_streams: int = 32,
+    ) -> None:
+        """
+        @param relay: How to reach the relay's port; used for the control
+            channel and for every stream.
+        @param certificate: The Tub's certificate (C{tub.myCertificate}):
+            presented to the relay to prove C{tubid}.
+        @param tubid: The TubID to register; by default that of
+            C{certificate}, which is the only one the relay accepts.
+        @param relay_id: Pin the relay: refuse to register with a relay
+            whose certificate digest differs.
+        @param retry_initial: Seconds before the first re-registration
+            attempt after the channel drops; doubles per failure up to
+            C{retry_max}, back to C{retry_initial} after a success.
+        @param keepalive: Ping the relay this often (seconds); a ping not
+            answered by the next one drops the channel, and registration
+            starts again.  L{None} does not ping (the relay then drops a
+            silent channel after its C{control_idle_timeout}).
+        @param answer_timeout: Seconds the relay has to complete the control
+            handshake and accept the registration, and to answer a stream.
+        @param max_pending_streams: Streams being opened at once; beyond
+            it the relay is told C{REFUSED}, so a relay cannot make this
+            Tub open sockets without bound.
+        """
+        if not IStreamClientEndpoint.providedBy(relay):
+            raise TypeError(
+                "RelayListenerEndpoint expects an IStreamClientEndpoint to reach the "
+                "relay, got %r" % (relay,)
+            )
+        if not isinstance(certificate, PrivateCertificate):
+            raise TypeError(
+                "RelayListenerEndpoint expects the Tub's PrivateCertificate "
+                "(tub.myCertificate), got %r" % (certificate,)
+            )
+        if tubid is None:
+            tubid = wire.certificate_id(certificate)
+        if not wire.is_id(tubid):
+            raise ValueError("%r is not a TubID (32 characters of a-z and 2-7)" % (tubid,))
+        if relay_id is not None and not wire.is_id(relay_id):
+            raise ValueError("%r is not a relay ID (32 characters of a-z and 2-7)" % (relay_id,))
+        if not 0 < retry_initial <= retry_max:
+            raise ValueError(
+                "need 0 < retry_initial <= retry_max, got %r and %r" % (retry_initial, retry_max)
+            )
+        if max_pending_streams < 1:
+            raise ValueError("max_pending_streams must be >= 1, got %r" % (max_pending_streams,))
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
+        self._relay = relay
+        self._tubid = tubid
+        self._relayID = relay_id
+        self._description = description or repr(relay)
+        self._clock = clock
+        self._handshakeTimeout = handshake_timeout
+        self._retryInitial = retry_initial
+        self._retryMax = retry_max
+        self._keepalive = keepalive
+        self._answerTimeout = answer_timeout
+        self._maxPendingStreams = max_pending_streams
+        self._tlsOptions = wire.tls_options(certificate)
+
+    def __repr__(self) -> str:
+        return "<relay listener for %s via %s>" % (self._tubid, self._description)
+
+    def listen(self, protocolFactory: IProtocolFactory) -> "Deferred[IListeningPort]":
+        """
+        Start registering; fires at once with the listening port, because
+        the relay may be down for now and registration is retried until
+        C{stopListening}.  (Foolscap's C{Listener} ignores a C{listen} that
+        fails and cannot stop one that never fires.)  L{when_registered}
+        says when dialers can get through.
+        """
+        if self._port is not None and self._port.state != STOPPED:
+            return defer.fail(
+                RuntimeError(
+                    "%r is already listening; a relay listener endpoint holds one "
+                    "registration (make another endpoint for another Tub)" % (self,)
+                )
+            )
+        # The public wrapper makes every connection the listener role (TLS
+        # server); what it wraps yields the relayed streams.
+        return sidetls_listener(
+            _RelayedStreams(self), clock=self._clock, handshake_timeout=self._handshakeTimeout
+        ).listen(protocolFactory)
+
+    def _listen(self, factory: IProtocolFactory) -> "Deferred[IListeningPort]":
+        port = _RelayedPort(self, factory)
+        self._port = port
+        port._start()
+        return defer.succeed(port)
+
+    @property
+    def port(self) -> Optional[_RelayedPort]:
+        """The port of the current (or last) C{listen}."""
+        return self._port
+
+    @property
+    def tubid(self) -> str:
+        return self._tubid
+
+    @property
+    def state(self) -> str:
+        """C{"connecting"}, C{"registered"}, C{"waiting"} or C{"stopped"}."""
+        return self._port.state if self._port is not None else STOPPED
+
+    @property
+    def last_error(self) -> Optional[Failure]:
+        """Why the last registration attempt failed or ended, if one did."""
+        return self._port.last_error if self._port is not None else None
+
+    def when_registered(self) -> "Deferred[None]":
+        """
+        Fires once this endpoint's port is registered at the relay (at once
+        if it is now).  Fails if the endpoint is not listening.
+        """
+        if self._port is None or self._port.state == STOPPED:
+            return defer.fail(RuntimeError("%r is not listening" % (self,)))
+        return self._port.when_registered()
+
+
+@implementer(IStreamServerEndpoint)
+class _RelayedStreams:
+    """The relayed streams of one L{RelayListenerEndpoint}, unwrapped."""
+
+    def __init__(self, endpoint: RelayListenerEndpoint) -> None:
+        self._endpoint = endpoint
+
+    def __repr__(self) -> str:
+        return repr(self._endpoint)
+
+    def listen(self, protocolFactory: IProtocolFactory) -> "Deferred[IListeningPort]":
+        return self._endpoint._listen(protocolFactory)
+
+
+# -- reaching the relay by its hints --------------------------------------------------
+
+
+@implementer(IConnectionHintHandler)
+class _StrictTCP:
+    """
+    Dials a relay's tcp hint as plain TCP: the control channel and the
+    streams choose their own TLS side, so they need no role wrapper, even
+    on a Tub whose tcp handler C{install()} made role-based.
+    """
+
+    def hint_to_endpoint(self, hint: str, reactor: Any, update_status: Any) -> Any:
+        host, port = wire.parse_tcp_hint(hint)
+        return HostnameEndpoint(reactor, host, port), host
+
+    def describe(self) -> str:
+        return "tcp"
+
+
+
+@implementer(IStreamClientEndpoint)
+class _HintsEndpoint:
+    """
+    Connects to the first of a relay's connection hints that answers, each
+    through its hint handler, as Foolscap's connector would.
+    """
+
+    def __init__(self, hints: list[tuple[str, Any]], reactor: Any) -> None:
+        self._hints = hints
+        self._reactor = reactor
+
+    def __repr__(self) -> str:
+        return ",".join(hint for hint, _ in self._hints)
+
+    def connect(self, protocolFactory: IProtocolFactory) -> "Deferred[IProtocol]":
+        remaining = list(self._hints)
+        errors: list[str] = []
+        current: list[Optional["Deferred[Any]"]] = [None]
+
+        def cancel(result: "Deferred[IProtocol]") -> None:
+            remaining.clear()
+            attempt = current[0]
+            if attempt is not None:
+                attempt.cancel()
+
+        result: Deferred[IProtocol] = Deferred(cancel)
+
+        def tryNext() -> None:
+            if result.called:
+                return
+            if not remaining:
+                result.errback(
+                    wire.RelayError(
+                        "could not reach the relay at any of its hints: %s"
+                        % ("; ".join(errors),)
+                    )
+                )
+                return
+            hint, handler = remaining.pop(0)
+            d = defer.maybeDeferred(
+                handler.hint_to_endpoint, hint, self._reactor, lambda status: None
+            )
+            d.addCallback(lambda found: found[0].connect(protocolFactory))
+            current[0] = d
+
+            def connected(protocol: IProtocol) -> None:
+                current[0] = None
+                if not result.called:
+                    result.callback(protocol)
+
+            def failed(reason: Failure) -> None:
+                current[0] = None
+                errors.append("%s: %s" % (hint, reason.getErrorMessage()))
+                tryNext()
+
+            d.addCallbacks(connected, failed)
+
+        tryNext()
+        return result
+
+
+def _hintsEndpoint(hints: list[str], tub: Any) -> _HintsEndpoint:
+    handlers = getattr(tub, "_connectionHandlers", None) or {}
+    resolved: list[tuple[str, Any]] = []
+    for hint in hints:
+        hintType = hint.split(":", 1)[0]
+        if wire.is_tcp_hint(hint):
+            wire.parse_tcp_hint(hint)  # a bad one fails now, not at each retry
+            handler: Any = _StrictTCP()
+        else:
+            handler = handlers.get(hintType)
+            if isinstance(handler, SideTLSHandler):
+                handler = handler.inner
+        if handler is None:
+            raise ValueError(
+                "no connection-hint handler for %r hints on %r, so the relay hint "
+                "%r cannot be dialed; add one with tub.addConnectionHintHandler(), "
+                "or pass an IStreamClientEndpoint for the relay" % (hintType, tub, hint)
+            )
+        resolved.append((hint, handler))
+    from twisted.internet import reactor
+
+    return _HintsEndpoint(resolved, reactor)
+
+
+def listener(
+    relay: Union[str, IStreamClientEndpoint],
+    tub: Any,
+    *,
+    relay_id: Optional[str] = None,
+    clock: Optional[IReactorTime] = None,
+    handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+    retry_initial: float = 1.0,
+    retry_max: float = 60.0,
+    keepalive: Optional[float] = 60.0,
+    max_pending_streams: int = 32,
+) -> RelayListenerEndpoint:
+    """
+    A server endpoint for C{tub.listenOn(...)} that listens at a relay:
+    C{tub} never listens on a socket, registers with the relay, and accepts
+    every relayed connection as its TLS server.  Put the relay's hints in
+    the Tub's location (L{location_hints}) and any Foolscap dialer reaches
+    it through the relay.
+
+    @param relay: A relay URL, C{"relay://<relay-id>@tcp:host:port"} (as
+        C{RelayServer.url()} prints it; the relay's certificate is then
+        pinned), bare hints C{"tcp:host:port"} (not pinned: the relay still
+        cannot read or alter the Tubs' sessions, but an impostor could
+        refuse service), or an C{IStreamClientEndpoint} to the relay's port.
+        Hint types other than tcp are dialed with C{tub}'s own handlers
+        (tor, i2p).
+    @param tub: The hidden Tub; its certificate proves its TubID.
+    @raise ValueError: for a malformed relay URL or a hint type C{tub} has
+        no handler for.
+    """
+    certificate = getattr(tub, "myCertificate", None)
+    tubid = getattr(tub, "tubID", None)
+    if not isinstance(certificate, PrivateCertificate) or not isinstance(tubid, str):
+        raise TypeError(
+            "foolscap_sidetls.relay.listener() expects a foolscap.api.Tub, got %r (%s)"
+            % (tub, type(tub).__name__)
+        )
+    endpoint: IStreamClientEndpoint
+    if isinstance(relay, str):
+        urlID, hints = wire.parse_relay_url(relay)
+        if relay_id is not None and urlID is not None and relay_id != urlID:
+            raise ValueError(
+                "relay_id=%r contradicts the relay URL's %r" % (relay_id, urlID)
+            )
+        relay_id = relay_id or urlID
+        endpoint = _hintsEndpoint(hints, tub)
+        description = relay
+    elif IStreamClientEndpoint.providedBy(relay):
+        endpoint = relay
+        description = repr(relay)
+    else:
+        raise TypeError(
+            "foolscap_sidetls.relay.listener() expects a relay URL "
+            "('relay://<relay-id>@tcp:host:port'), connection hints, or an "
+            "IStreamClientEndpoint, got %r" % (relay,)
+        )
+    return RelayListenerEndpoint(
+        endpoint,
+        certificate,
+        tubid=tubid,
+        relay_id=relay_id,
+        description=description,
+        clock=clock,
+        handshake_timeout=handshake_timeout,
+        retry_initial=retry_initial,
+        retry_max=retry_max,
+        keepalive=keepalive,
+        max_pending_streams=max_pending_streams,
+    )
+
+
+def location_hints(relay: str) -> list[str]:
+    """
+    The connection hints to put in a hidden Tub's location
+    (C{tub.setLocation(*location_hints(relay_url))}): the relay's own.
+    Dialers reach the relay with them and the relay routes on the TubID.
+    """
+    return wire.parse_relay_url(relay)[1]

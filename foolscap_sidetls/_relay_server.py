@@ -1,0 +1,821 @@
+"""
+The relay: a registry of hidden Tubs, and the connections it splices.
+
+Every connection to the relay's port starts as a L{_RelayConnection} that
+reads one header block and becomes one of three things (see
+L{foolscap_sidetls._relay_wire} for the bytes):
+
+  - a I{dialer}: parked while the hidden Tub registered for the TubID it
+    asked for is told (C{CONNECT}) to open a stream, then spliced to that
+    stream;
+  - a I{control} connection: a TLS server session over which a hidden Tub
+    proves its TubID with its certificate and registers;
+  - a I{stream}: claims a parked dialer by its one-time token.
+
+Once spliced, each end's transport is the other's producer, so a slow
+reader pauses the writer at the far end instead of filling the relay: what
+the relay holds per direction is bounded by its transports' own buffers.
+It never decrypts anything: after the dialer's plaintext request line (the
+TubID, which Foolscap sends in the clear anyway) every byte is the two
+Tubs' own TLS session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, cast
+
+from zope.interface import implementer
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IListeningPort,
+    IPushProducer,
+    IReactorTime,
+    IStreamServerEndpoint,
+)
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.ssl import PrivateCertificate
+from twisted.logger import Logger
+from twisted.protocols.basic import LineOnlyReceiver
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
+from foolscap import crypto
+
+from . import _relay_wire as wire
+
+_log = Logger()
+
+
+@dataclass(frozen=True)
+class RelayLimits:
+    """
+    What one relay will hold, so that no client -- dialer or hidden Tub --
+    can exhaust it.  Every refusal names the limit it hit.
+
+    @ivar max_connections: Connections open at the relay in any state
+        (dialers, streams, control); beyond it new ones are answered 503
+        and closed.  Each relayed Foolscap connection costs two.
+    @ivar max_registrations: Hidden Tubs registered at once.  A control
+        connection registers at most one TubID, that of its certificate.
+    @ivar max_pending_per_registration: Dialers of one hidden Tub waiting
+        for it to open their stream.
+    @ivar max_streams_per_registration: Relayed connections of one hidden
+        Tub, open or waiting.
+    @ivar header_timeout: Seconds a new connection has to send its first
+        header block, and a control connection to register.
+    @ivar stream_timeout: Seconds the hidden Tub has to open a dialer's
+        stream; the dialer is then answered 504.
+    @ivar control_idle_timeout: Seconds a registered control connection may
+        stay silent (hidden Tubs ping every 60 s by default) before the
+        relay drops it and the registration.
+    """
+
+    max_connections: int = 4096
+    max_registrations: int = 1024
+    max_pending_per_registration: int = 32
+    max_streams_per_registration: int = 512
+    header_timeout: float = 30.0
+    stream_timeout: float = 30.0
+    control_idle_timeout: float = 180.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_connections",
+            "max_registrations",
+            "max_pending_per_registration",
+            "max_streams_per_registration",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError("RelayLimits.%s must be an int >= 1, got %r" % (name, value))
+        for name in ("header_timeout", "stream_timeout", "control_idle_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(
+                    "RelayLimits.%s must be a number of seconds > 0, got %r" % (name, value)
+                )
+
+
+class _Pending:
+    """A dialer waiting for its hidden Tub to open the stream for C{token}."""
+
+    def __init__(
+        self,
+        token: str,
+        registration: "_Registration",
+        dialer: "_RelayConnection",
+        timer: IDelayedCall,
+    ) -> None:
+        self.token = token
+        self.registration = registration
+        self.dialer = dialer
+        self.timer = timer
+
+
+class _Registration:
+    """One hidden Tub's registration: its control channel and waiting dialers."""
+
+    def __init__(self, tubid: str, control: "_ControlChannel") -> None:
+        self.tubid = tubid
+        self.control = control
+        self.pending: dict[str, _Pending] = {}
+
+
+# -- connections to the relay's port -------------------------------------------
+
+_HEADER, _WAITING, _CONTROL, _SPLICED, _CLOSING = (
+    "header",
+    "waiting",
+    "control",
+    "spliced",
+    "closing",
+)
+
+
+class _RelayConnection(Protocol):
+    """
+    One connection to the relay's port, from its first byte to whichever
+    kind it turns out to be.
+
+    @ivar kind: C{"dialer"}, C{"control"}, C{"stream"}, or L{None} until the
+        first header block has been read.
+    @ivar peer: The other end of a splice.
+    """
+
+    # A stream transport that is also a push producer and a consumer: TCP,
+    # or anything else an IStreamServerEndpoint hands out.
+    transport: Any
+    kind: Optional[str] = None
+    tubid: Optional[str] = None
+    peer: Optional["_RelayConnection"] = None
+    pending: Optional[_Pending] = None
+    _tls: Optional[TLSMemoryBIOProtocol] = None
+    _timer: Optional[IDelayedCall] = None
+    _readPaused = False
+    _counted = False
+
+    def __init__(self, server: "RelayServer", addr: Optional[IAddress]) -> None:
+        self._server = server
+        self.addr = addr
+        self.state = _HEADER
+        self._buffer = b""
+
+    def __repr__(self) -> str:
+        return "<relay connection %s %s from %r>" % (self.kind, self.state, self.addr)
+
+    def connectionMade(self) -> None:
+        self._server._connectionMade(self)
+        if self.state == _HEADER:
+            self._timer = self._server._clock.callLater(
+                self._server.limits.header_timeout, self._headerTimedOut
+            )
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.state == _HEADER:
+            self._headerData(data)
+        elif self.state == _WAITING:
+            # A dialer talking before the hidden Tub answered.  Foolscap
+            # sends nothing more until it hears "101"; keep what comes, but
+            # stop reading once it is more than a header's worth.
+            self._buffer += data
+            if len(self._buffer) > wire.MAX_HEADER and not self._readPaused:
+                self._readPaused = True
+                self.transport.pauseProducing()
+
+    def _headerData(self, data: bytes) -> None:
+        self._buffer += data
+        end = self._buffer.find(wire.END_OF_BLOCK)
+        if end == -1:
+            if len(self._buffer) > wire.MAX_HEADER:
+                self.refuse(
+                    400,
+                    "Bad Request",
+                    "no end of header block within %d bytes; %s"
+                    % (wire.MAX_HEADER, wire.ACCEPTED),
+                )
+            return
+        end += len(wire.END_OF_BLOCK)
+        if end > wire.MAX_HEADER:
+            self.refuse(
+                400,
+                "Bad Request",
+                "header block of %d bytes is longer than %d; %s"
+                % (end, wire.MAX_HEADER, wire.ACCEPTED),
+            )
+            return
+        self._cancelTimer()
+        try:
+            kind, value = wire.parse_request(self._buffer[:end])
+        except wire.BadRequest as e:
+            self.refuse(400, "Bad Request", "%s; %s" % (e, wire.ACCEPTED))
+            return
+        self.kind = kind
+        if kind == "dialer":
+            # The dialer's request goes to the hidden Tub as it is.
+            self._server._dialerArrived(self, value)
+        else:
+            # Its own request is for the relay alone; what follows is not.
+            self._buffer = self._buffer[end:]
+            if kind == "control":
+                self._server._controlArrived(self)
+            else:
+                self._server._streamArrived(self, value)
+
+    def takeBuffer(self) -> bytes:
+        data, self._buffer = self._buffer, b""
+        return data
+
+    def refuse(self, status: int, reason: str, text: str) -> None:
+        """Answer with an error status line and close."""
+        if self.state == _CLOSING:
+            return
+        self._cancelTimer()
+        self.state = _CLOSING
+        self._buffer = b""
+        self.transport.write(wire.http_error(status, reason, text))
+        self.transport.loseConnection()
+
+    def _headerTimedOut(self) -> None:
+        self._timer = None
+        self.refuse(
+            408,
+            "Request Timeout",
+            "no complete header block within %s s; %s"
+            % (self._server.limits.header_timeout, wire.ACCEPTED),
+        )
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    def startTLSServer(self, factory: Factory) -> None:
+        """
+        Put a TLS server session, with C{factory}'s protocol on top, on this
+        connection from here on; what is left of the buffer is its first
+        bytes.  The side is ours to choose, not the socket's: the relay is
+        the listener, and may itself be reached over a connection it dialed.
+        """
+        self.state = _CONTROL
+        tlsFactory = TLSMemoryBIOFactory(
+            self._server._tlsOptions, False, factory, clock=self._server._clock
+        )
+        tls = cast(TLSMemoryBIOProtocol, tlsFactory.buildProtocol(self.addr))
+        self._tls = tls
+        tls.makeConnection(self.transport)
+        self.dataReceived = tls.dataReceived  # type: ignore[method-assign]
+        rest = self.takeBuffer()
+        if rest:
+            tls.dataReceived(rest)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._cancelTimer()
+        self.state = _CLOSING
+        tls, self._tls = self._tls, None
+        if tls is not None:
+            tls.connectionLost(reason)
+        peer, self.peer = self.peer, None
+        if peer is not None:
+            peer.peer = None
+            # Our dead transport is the peer's registered producer; a
+            # consumer whose producer is paused never finishes closing, so
+            # unregister before asking it to close (after flushing).
+            peer.transport.unregisterProducer()
+            peer.transport.loseConnection()
+        self._server._connectionLost(self)
+
+
+class _RelayFactory(Factory):
+    noisy = False
+
+    def __init__(self, server: "RelayServer") -> None:
+        self._server = server
+
+    def buildProtocol(self, addr: Optional[IAddress]) -> Optional[Protocol]:
+        return _RelayConnection(self._server, addr)
+
+
+# -- the control channel ------------------------------------------------------
+
+
+@implementer(IPushProducer)
+class _ControlChannel(LineOnlyReceiver):
+    """
+    The relay's end of a hidden Tub's control channel, above the TLS
+    session: registration, keepalive, and the C{CONNECT} requests.
+
+    It is its own transport's producer: every line it reads may make it
+    write one (C{PONG}, C{ERROR}), so while the hidden Tub is not reading
+    what it writes, it stops reading -- a client that sends C{PING}s and
+    never reads the answers fills its own socket, not the relay's memory.
+    """
+
+    delimiter = b"\r\n"
+    MAX_LENGTH = wire.MAX_LINE
+    transport: Any
+    registration: Optional[_Registration] = None
+    _timer: Optional[IDelayedCall] = None
+    _closing = False
+
+    def __init__(self, server: "RelayServer", connection: _RelayConnection) -> None:
+        self._server = server
+        self._connection = connection
+
+    def __repr__(self) -> str:
+        tubid = self.registration.tubid if self.registration else None
+        return "<relay control channel %s from %r>" % (tubid, self._connection.addr)
+
+    def connectionMade(self) -> None:
+        self.transport.registerProducer(self, True)
+        self._resetTimer(self._server.limits.header_timeout)
+
+    def pauseProducing(self) -> None:
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        pass
+
+    def _resetTimer(self, seconds: float) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = self._server._clock.callLater(seconds, self._timedOut)
+
+    def _timedOut(self) -> None:
+        self._timer = None
+        if self.registration is None:
+            self.fail(
+                "no REGISTER within %s s; %s"
+                % (self._server.limits.header_timeout, wire.CONTROL_COMMANDS)
+            )
+        else:
+            # Silent too long: the hidden Tub (or the path to it) is gone.
+            # Nothing useful can be said to a peer that does not answer.
+            self._closing = True
+            self.transport.abortConnection()
+
+    def sendLine(self, line: bytes) -> None:
+        if not self._closing:
+            LineOnlyReceiver.sendLine(self, line)
+
+    def fail(self, text: str) -> None:
+        """Say C{ERROR <text>} and close."""
+        if self._closing:
+            return
+        self.sendLine(b"ERROR " + " ".join(text.split()).encode("ascii", "replace"))
+        self._closing = True
+        # The TLS layer closes only once its producer is gone.
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.fail("line longer than %d bytes; %s" % (self.MAX_LENGTH, wire.CONTROL_COMMANDS))
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._closing:
+            return
+        if self.registration is not None:
+            self._resetTimer(self._server.limits.control_idle_timeout)
+        try:
+            text = line.decode("ascii")
+        except UnicodeDecodeError:
+            self.fail("line is not ASCII; %s" % (wire.CONTROL_COMMANDS,))
+            return
+        command, _, rest = text.partition(" ")
+        if command == "REGISTER":
+            self._register(rest)
+        elif command == "PING" and wire.is_number(rest):
+            self.sendLine(b"PONG " + rest.encode("ascii"))
+        elif command == "REFUSED" and self.registration is not None:
+            token, _, reason = rest.partition(" ")
+            self._server._refused(self.registration, token, reason)
+        elif command in ("PING", "REFUSED"):
+            self.fail(
+                "malformed or out-of-order %s line %r; %s"
+                % (command, text[:80], wire.CONTROL_COMMANDS)
+            )
+        else:
+            self.fail("unknown command %r; %s" % (command[:40], wire.CONTROL_COMMANDS))
+
+    def _register(self, tubid: str) -> None:
+        if not wire.is_id(tubid):
+            self.fail(
+                "malformed REGISTER: %r is not a TubID (32 characters of a-z and "
+                "2-7); send 'REGISTER <tubid>'" % (tubid[:80],)
+            )
+            return
+        certificate = self.transport.getPeerCertificate()
+        if certificate is None:
+            self.fail(
+                "cannot register TubID %s: no client certificate; a hidden Tub "
+                "registers by presenting its own Tub certificate in this control "
+                "connection's TLS handshake" % (tubid,)
+            )
+            return
+        certID = wire.certificate_id(certificate)
+        if certID != tubid:
+            self.fail(
+                "cannot register TubID %s: this connection's certificate is "
+                "that of TubID %s, and a Tub may register only the TubID of its "
+                "own certificate" % (tubid, certID)
+            )
+            return
+        error = self._server._register(self, tubid)
+        if error is not None:
+            self.fail(error)
+            return
+        self._resetTimer(self._server.limits.control_idle_timeout)
+        self.sendLine(b"OK REGISTER " + tubid.encode("ascii"))
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._closing = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self._server._controlLost(self)
+
+
+class _ControlFactory(Factory):
+    noisy = False
+
+    def __init__(self, server: "RelayServer", connection: _RelayConnection) -> None:
+        self._server = server
+        self._connection = connection
+
+    def buildProtocol(self, addr: Optional[IAddress]) -> Protocol:
+        return _ControlChannel(self._server, self._connection)
+
+
+# -- the relay ------------------------------------------------------------------
+
+
+class RelayServer:
+    """
+    A relay for Tubs that cannot be dialed: hidden Tubs register over a
+    control channel they dial out to, and any Foolscap dialer -- stock
+    included -- reaches them by dialing the relay with an ordinary hint.
+    The relay routes on the TubID in the dialer's plaintext request and
+    then only copies the two Tubs' TLS session, which it cannot read or
+    alter undetected.
+
+    Hidden Tubs prove their TubID with their own certificate, as TLS
+    clients of the control channel; the relay identifies itself the same
+    way ("relay ID"), so hidden Tubs can pin it with a relay URL.
+
+    @ivar relay_id: The Foolscap digest of the relay's certificate.
+    @ivar certificate: That certificate (keep it to keep the relay URL).
+    @ivar limits: The L{RelayLimits} in force.
+    @ivar relayed: How many dialers have been spliced to a hidden Tub.
+    """
+
+    def __init__(
+        self,
+        certificate: Optional[PrivateCertificate] = None,
+        *,
+        cert_file: Optional[str] = None,
+        limits: Optional[RelayLimits] = None,
+        allow: Optional[Callable[[str], bool]] = None,
+        clock: Optional[IReactorTime] = None,
+    ) -> None:
+        """
+        @param certificate: The relay's identity.  Without one (and without
+            C{cert_file}) a new one is made, and the relay URL changes on
+            every start; keep it to keep the URL.
+        @param cert_file: Load the certificate from this PEM file, creating
+            it on first use (as C{Tub(certFile=...)} does).
+        @param allow: Called with each TubID that proves itself; registration
+            is refused unless it returns true.  Default: any Tub may
+            register its own TubID.
+        @param clock: For the timeouts; tests pass a
+            L{twisted.internet.task.Clock}.
+        """
+        if certificate is not None and cert_file is not None:
+            raise TypeError("RelayServer takes certificate= or cert_file=, not both")
+        if cert_file is not None:
+            certificate = _loadOrCreate(cert_file)
+        elif certificate is None:
+            certificate = crypto.createCertificate()
+        if not isinstance(certificate, PrivateCertificate):
+            raise TypeError(
+                "RelayServer(certificate=...) expects a "
+                "twisted.internet.ssl.PrivateCertificate (such as "
+                "foolscap.crypto.createCertificate() or tub.myCertificate), got %r"
+                % (certificate,)
+            )
+        if limits is None:
+            limits = RelayLimits()
+        if not isinstance(limits, RelayLimits):
+            raise TypeError("limits must be a RelayLimits, got %r" % (limits,))
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
+        self.certificate = certificate
+        self.relay_id = wire.certificate_id(certificate)
+        self.limits = limits
+        self._allow = allow
+        self._clock = clock
+        self._tlsOptions = wire.tls_options(certificate)
+        self._connections: set[_RelayConnection] = set()
+        self._registrations: dict[str, _Registration] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._streams: dict[str, int] = {}
+        self._ports: list[IListeningPort] = []
+        self._emptyWaiters: list["Deferred[None]"] = []
+        self.relayed = 0
+
+    def __repr__(self) -> str:
+        return "<RelayServer %s: %d registered, %d connections>" % (
+            self.relay_id,
+            len(self._registrations),
+            len(self._connections),
+        )
+
+    # -- public --------------------------------------------------------------
+
+    def factory(self) -> Factory:
+        """
+        The protocol factory for the relay's port, for any server endpoint
+        (L{listen} is the usual way in).
+        """
+        return _RelayFactory(self)
+
+    def listen(self, endpoint: IStreamServerEndpoint) -> "Deferred[IListeningPort]":
+        """
+        Listen on C{endpoint}; L{stop} stops it.  Hidden Tubs' control and
+        stream connections and their dialers all arrive here.
+        """
+        if not IStreamServerEndpoint.providedBy(endpoint):
+            raise TypeError(
+                "RelayServer.listen() expects an IStreamServerEndpoint, such as "
+                "serverFromString(reactor, 'tcp:7000'), got %r" % (endpoint,)
+            )
+
+        def listening(port: IListeningPort) -> IListeningPort:
+            self._ports.append(port)
+            return port
+
+        return endpoint.listen(self.factory()).addCallback(listening)
+
+    def url(self, *hints: str) -> str:
+        """
+        The relay URL hidden Tubs register with:
+        C{relay://<relay_id>@<hint>,...}, where the hints say how to reach
+        the port L{listen} listens on (C{"tcp:relay.example.org:7000"}).
+        The same hints are what hidden Tubs put in their own location.
+        """
+        return wire.relay_url(self.relay_id, list(hints))
+
+    @property
+    def registered(self) -> frozenset[str]:
+        """The TubIDs registered right now."""
+        return frozenset(self._registrations)
+
+    @property
+    def connections(self) -> int:
+        """Connections open at the relay, in any state."""
+        return len(self._connections)
+
+    def streams(self, tubid: str) -> int:
+        """Relayed connections open for C{tubid}, spliced or waiting."""
+        registration = self._registrations.get(tubid)
+        waiting = len(registration.pending) if registration else 0
+        return self._streams.get(tubid, 0) + waiting
+
+    def stop(self) -> "Deferred[None]":
+        """
+        Stop listening and drop every connection; fires once the ports are
+        closed and every connection is gone.  Hidden Tubs then re-register
+        with backoff, so a restarted relay with the same certificate and
+        address is back in service without anyone's help.
+        """
+        ports, self._ports = self._ports, []
+        waits: list["Deferred[Any]"] = [defer.maybeDeferred(p.stopListening) for p in ports]
+        if self._connections:
+            empty: "Deferred[None]" = Deferred()
+            self._emptyWaiters.append(empty)
+            waits.append(empty)
+            for connection in list(self._connections):
+                connection.transport.abortConnection()
+        return defer.gatherResults(waits).addCallback(lambda _: None)
+
+    # -- from connections ------------------------------------------------------
+
+    def _connectionMade(self, connection: _RelayConnection) -> None:
+        if len(self._connections) >= self.limits.max_connections:
+            connection.refuse(
+                503,
+                "Service Unavailable",
+                "the relay is holding %d connections, its limit; try later"
+                % (self.limits.max_connections,),
+            )
+            return
+        connection._counted = True
+        self._connections.add(connection)
+
+    def _connectionLost(self, connection: _RelayConnection) -> None:
+        pending, connection.pending = connection.pending, None
+        if pending is not None:
+            self._dropPending(pending)
+        if connection.kind == "dialer" and connection.tubid is not None:
+            count = self._streams.get(connection.tubid, 0) - 1
+            if count > 0:
+                self._streams[connection.tubid] = count
+            else:
+                self._streams.pop(connection.tubid, None)
+            connection.tubid = None
+        if connection._counted:
+            connection._counted = False
+            self._connections.discard(connection)
+            if not self._connections:
+                waiters, self._emptyWaiters = self._emptyWaiters, []
+                for d in waiters:
+                    d.callback(None)
+
+    def _dialerArrived(self, dialer: _RelayConnection, tubid: str) -> None:
+        registration = self._registrations.get(tubid)
+        if registration is None:
+            dialer.refuse(
+                404,
+                "Not Found",
+                "no Tub with TubID %s is registered at this relay (relay ID %s); "
+                "the hidden Tub is offline, has not re-registered yet, or uses "
+                "another relay" % (tubid, self.relay_id),
+            )
+            return
+        limits = self.limits
+        if len(registration.pending) >= limits.max_pending_per_registration:
+            dialer.refuse(
+                503,
+                "Service Unavailable",
+                "%d connections to TubID %s are already waiting for the hidden "
+                "Tub to answer, the relay's limit; try later"
+                % (limits.max_pending_per_registration, tubid),
+            )
+            return
+        if self.streams(tubid) >= limits.max_streams_per_registration:
+            dialer.refuse(
+                503,
+                "Service Unavailable",
+                "TubID %s already has %d relayed connections, the relay's limit "
+                "per hidden Tub; try later"
+                % (tubid, limits.max_streams_per_registration),
+            )
+            return
+        token = wire.new_token()
+        timer = self._clock.callLater(limits.stream_timeout, self._streamTimedOut, token)
+        pending = _Pending(token, registration, dialer, timer)
+        registration.pending[token] = pending
+        self._pending[token] = pending
+        dialer.pending = pending
+        dialer.state = _WAITING
+        host, port = _hostAndPort(dialer.addr)
+        registration.control.sendLine(
+            ("CONNECT %s %s %d" % (token, host, port)).encode("ascii", "replace")
+        )
+
+    def _streamArrived(self, stream: _RelayConnection, token: str) -> None:
+        pending = self._pending.get(token)
+        if pending is None:
+            stream.refuse(
+                404,
+                "Not Found",
+                "no dialer is waiting for stream token %s: it was already used, "
+                "timed out after %s s, its dialer hung up, or it was never issued"
+                % (token, self.limits.stream_timeout),
+            )
+            return
+        self._dropPending(pending)
+        dialer = pending.dialer
+        dialer.pending = None
+        tubid = pending.registration.tubid
+        dialer.tubid = tubid
+        self._streams[tubid] = self._streams.get(tubid, 0) + 1
+        self.relayed += 1
+        self._splice(dialer, stream)
+
+    def _splice(self, dialer: _RelayConnection, stream: _RelayConnection) -> None:
+        dialer.state = stream.state = _SPLICED
+        dialer.peer, stream.peer = stream, dialer
+        stream.transport.write(wire.STREAM_ACCEPTED + dialer.takeBuffer())
+        early = stream.takeBuffer()
+        if early:
+            dialer.transport.write(early)
+        # From here on each read goes straight to the other transport.
+        dialer.dataReceived = stream.transport.write  # type: ignore[method-assign]
+        stream.dataReceived = dialer.transport.write  # type: ignore[method-assign]
+        if dialer._readPaused:
+            dialer._readPaused = False
+            dialer.transport.resumeProducing()
+        dialer.transport.registerProducer(stream.transport, True)
+        stream.transport.registerProducer(dialer.transport, True)
+
+    def _dropPending(self, pending: _Pending) -> None:
+        self._pending.pop(pending.token, None)
+        pending.registration.pending.pop(pending.token, None)
+        if pending.timer.active():
+            pending.timer.cancel()
+
+    def _streamTimedOut(self, token: str) -> None:
+        pending = self._pending.get(token)
+        if pending is None:
+            return
+        self._dropPending(pending)
+        pending.dialer.pending = None
+        pending.dialer.refuse(
+            504,
+            "Gateway Timeout",
+            "the hidden Tub %s did not open this connection's stream within %s s"
+            % (pending.registration.tubid, self.limits.stream_timeout),
+        )
+
+    def _refused(self, registration: _Registration, token: str, reason: str) -> None:
+        pending = registration.pending.get(token)
+        if pending is None:
+            return  # it timed out or its dialer left meanwhile
+        self._dropPending(pending)
+        pending.dialer.pending = None
+        pending.dialer.refuse(
+            503,
+            "Service Unavailable",
+            "the hidden Tub %s could not take this connection: %s"
+            % (registration.tubid, reason[:200] or "no reason given"),
+        )
+
+    # -- from control channels -------------------------------------------------
+
+    def _controlArrived(self, connection: _RelayConnection) -> None:
+        connection.transport.write(wire.CONTROL_ACCEPTED)
+        connection.startTLSServer(_ControlFactory(self, connection))
+
+    def _register(self, control: _ControlChannel, tubid: str) -> Optional[str]:
+        """Register C{tubid} (already proven) on C{control}, or say why not."""
+        existing = self._registrations.get(tubid)
+        if existing is not None and existing.control is control:
+            return None
+        if self._allow is not None and not self._allow(tubid):
+            return "TubID %s is not allowed to register at this relay" % (tubid,)
+        if existing is None and len(self._registrations) >= self.limits.max_registrations:
+            return (
+                "the relay has %d registrations, its limit; try later"
+                % (self.limits.max_registrations,)
+            )
+        if existing is not None:
+            # Only the holder of the key can get here, so this is that Tub
+            # again (restarted, or reconnecting before the relay noticed its
+            # old connection had died): the newest connection wins.
+            existing.control.fail(
+                "replaced: TubID %s registered again over a newer control "
+                "connection" % (tubid,)
+            )
+            self._unregister(existing)
+        registration = _Registration(tubid, control)
+        control.registration = registration
+        self._registrations[tubid] = registration
+        _log.info("relay: {tubid} registered", tubid=tubid)
+        return None
+
+    def _controlLost(self, control: _ControlChannel) -> None:
+        registration = control.registration
+        if registration is not None:
+            self._unregister(registration)
+
+    def _unregister(self, registration: _Registration) -> None:
+        registration.control.registration = None
+        if self._registrations.get(registration.tubid) is registration:
+            del self._registrations[registration.tubid]
+            _log.info("relay: {tubid} unregistered", tubid=registration.tubid)
+        for pending in list(registration.pending.values()):
+            self._dropPending(pending)
+            pending.dialer.pending = None
+            pending.dialer.refuse(
+                503,
+                "Service Unavailable",
+                "the hidden Tub %s's registration ended before it opened this "
+                "connection's stream" % (registration.tubid,),
+            )
+
+
+def _hostAndPort(addr: Any) -> tuple[str, int]:
+    host = str(getattr(addr, "host", None) or getattr(addr, "name", None) or "unknown")
+    host = "".join(host.split()) or "unknown"
+    port = getattr(addr, "port", 0)
+    return host, port if isinstance(port, int) else 0
+
+
+def _loadOrCreate(path: str) -> PrivateCertificate:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        certificate = crypto.createCertificate()
+        with open(path, "wb") as f:
+            f.write(certificate.dumpPEM())
+        return cast(PrivateCertificate, certificate)
+    return PrivateCertificate.loadPEM(data)

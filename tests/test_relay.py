@@ -1,0 +1,885 @@
+"""
+The relay and the hidden Tub's relay listener, below Foolscap: in memory,
+on a L{Clock}, with real TLS on the control channel.
+
+The relay is checked against small hand-written peers -- a dialer that
+writes bytes, a control client that speaks the documented lines over
+C{MemoryTransport.startTLS} -- so its wire protocol is tested as written,
+not only against our own client.  Whole Tubs through the relay are in
+test_relay_tubs.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from zope.interface import implementer
+from twisted.internet import error
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.ssl import CertificateOptions
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+
+from foolscap.ipb import IConnectionHintHandler
+
+from foolscap_sidetls import handler, relay
+from foolscap_sidetls import _relay_wire as wire
+from foolscap_sidetls.testing import MemoryNetwork
+
+from ._tls import certificate, foolscapOptions
+
+RELAY = "relay"
+
+
+def idOf(name: str) -> str:
+    return wire.certificate_id(certificate(name))
+
+
+def pump(clock: Clock, limit: int = 100000) -> None:
+    """Run everything due now (deliveries are callLater(0)), to quiescence."""
+    for _ in range(limit):
+        now = clock.seconds()
+        if not any(call.getTime() <= now for call in clock.getDelayedCalls()):
+            return
+        clock.advance(0)
+    raise AssertionError("the in-memory network never went quiet")
+
+
+def advance(clock: Clock, seconds: float, step: float = 0.5) -> None:
+    """Let C{seconds} pass, pumping the network at every C{step}."""
+    pump(clock)
+    while seconds > 1e-9:
+        dt = min(step, seconds)
+        clock.advance(dt)
+        pump(clock)
+        seconds -= dt
+
+
+# -- hand-written peers -------------------------------------------------------------
+
+
+class Dialer(Protocol):
+    """Writes C{first} on connect; keeps what comes back and why it ended."""
+
+    transport: Any
+
+    def __init__(self, first: bytes = b"") -> None:
+        self.first = first
+        self.received = b""
+        self.lost: Optional[Failure] = None
+
+    def connectionMade(self) -> None:
+        if self.first:
+            self.transport.write(self.first)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost = reason
+
+
+def request(tubid: str) -> bytes:
+    """What a Foolscap dialer sends first."""
+    return (
+        b"GET /id/%s HTTP/1.1\r\nHost: relay\r\nUpgrade: TLS/1.0\r\n"
+        b"Connection: Upgrade\r\n\r\n" % tubid.encode()
+    )
+
+
+class App(Protocol):
+    """The hidden Tub's listening side, as a plain protocol."""
+
+    transport: Any
+
+    def __init__(self, factory: "AppFactory", addr: Any) -> None:
+        self.factory = factory
+        self.addr = addr
+        self.received = b""
+        self.lost: Optional[Failure] = None
+
+    def connectionMade(self) -> None:
+        self.factory.made.append(self)
+        if self.factory.paused:
+            self.transport.pauseProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost = reason
+
+
+class AppFactory(Factory):
+    def __init__(self, paused: bool = False) -> None:
+        self.made: list[App] = []
+        self.paused = paused
+
+    def buildProtocol(self, addr: Any) -> App:
+        return App(self, addr)
+
+
+class FakeHidden(Protocol):
+    """
+    A hidden Tub's control channel written from the documented wire
+    protocol, independently of our client: the plaintext request, then TLS
+    (this end the client, via C{MemoryTransport.startTLS}), then lines.
+    """
+
+    transport: Any
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+        self.answer = b""
+        self.tls = False
+        self.lines: list[str] = []
+        self._partial = b""
+        self.lost: Optional[Failure] = None
+
+    def connectionMade(self) -> None:
+        self.transport.write(wire.CONTROL_REQUEST)
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.tls:
+            self.answer += data
+            if self.answer.startswith(b"HTTP/1.1 101") and self.answer.endswith(b"\r\n\r\n"):
+                self.tls = True
+                self.transport.startTLS(self.options)
+            return
+        self._partial += data
+        *lines, self._partial = self._partial.split(b"\r\n")
+        self.lines += [line.decode() for line in lines]
+
+    def send(self, line: str) -> None:
+        self.transport.write(line.encode() + b"\r\n")
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost = reason
+
+
+@implementer(IStreamClientEndpoint)
+class CountingEndpoint:
+    """A client endpoint that notes when each connection attempt is made."""
+
+    def __init__(self, inner: IStreamClientEndpoint, clock: Clock) -> None:
+        self.inner = inner
+        self.clock = clock
+        self.attempts: list[float] = []
+
+    def connect(self, factory: Any) -> Any:
+        self.attempts.append(self.clock.seconds())
+        return self.inner.connect(factory)
+
+
+class RelayTestCase(TestCase):
+    """A relay listening in memory, on a Clock."""
+
+    limits = relay.RelayLimits()
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.net = MemoryNetwork(clock=self.clock)
+        self.server = self.makeServer()
+
+    def makeServer(self, **kwargs: Any) -> relay.RelayServer:
+        kwargs.setdefault("limits", self.limits)
+        server = relay.RelayServer(certificate("relay"), clock=self.clock, **kwargs)
+        self.successResultOf(server.listen(self.net.server_endpoint(RELAY)))
+        self.addCleanup(self.stopServer, server)
+        return server
+
+    def stopServer(self, server: relay.RelayServer) -> None:
+        d = server.stop()
+        pump(self.clock)
+        self.successResultOf(d)
+
+    def dial(self, first: bytes = b"") -> Dialer:
+        proto = Dialer(first)
+        d = self.net.client_endpoint(RELAY).connect(Factory.forProtocol(lambda: proto))
+        pump(self.clock)
+        self.successResultOf(d)
+        return proto
+
+    def fakeHidden(self, name: str = "hidden", options: Any = None) -> FakeHidden:
+        proto = FakeHidden(options if options is not None else foolscapOptions(name))
+        d = self.net.client_endpoint(RELAY).connect(Factory.forProtocol(lambda: proto))
+        pump(self.clock)
+        self.successResultOf(d)
+        pump(self.clock)
+        return proto
+
+    def hiddenEndpoint(self, name: str = "hidden", **kwargs: Any) -> relay.RelayListenerEndpoint:
+        kwargs.setdefault("keepalive", None)
+        kwargs.setdefault("description", "test relay")
+        endpoint = relay.RelayListenerEndpoint(
+            kwargs.pop("via", None) or self.net.client_endpoint(RELAY),
+            certificate(name),
+            clock=self.clock,
+            **kwargs,
+        )
+        return endpoint
+
+    def listenHidden(
+        self, name: str = "hidden", factory: Optional[AppFactory] = None, **kwargs: Any
+    ) -> tuple[relay.RelayListenerEndpoint, Any, AppFactory]:
+        endpoint = self.hiddenEndpoint(name, **kwargs)
+        factory = factory or AppFactory()
+        port = self.successResultOf(endpoint.listen(factory))
+        self.addCleanup(self.stopPort, port)
+        pump(self.clock)
+        return endpoint, port, factory
+
+    def stopPort(self, port: Any) -> None:
+        d = port.stopListening()
+        pump(self.clock)
+        self.successResultOf(d)
+
+
+# -- the wire format ------------------------------------------------------------------
+
+
+class WireTests(TestCase):
+    def test_requestKinds(self) -> None:
+        tubid = idOf("hidden")
+        self.assertEqual(wire.parse_request(request(tubid)), ("dialer", tubid))
+        self.assertEqual(wire.parse_request(wire.CONTROL_REQUEST), ("control", ""))
+        token = wire.new_token()
+        self.assertEqual(
+            wire.parse_request(b"GET /relay/v1/stream/%s HTTP/1.1\r\n\r\n" % token.encode()),
+            ("stream", token),
+        )
+
+    def test_badRequestsSayWhatIsWrong(self) -> None:
+        cases = [
+            (b"HELLO\r\n\r\n", "is not a 'GET <path> HTTP/1.1' request line"),
+            (b"POST /id/x HTTP/1.1\r\n\r\n", "is not a 'GET <path> HTTP/1.1'"),
+            (b"GET /id/NOT-A-TUBID HTTP/1.1\r\n\r\n", "'NOT-A-TUBID' is not a TubID"),
+            (b"GET /relay/v1/stream/short HTTP/1.1\r\n\r\n", "is not a stream token"),
+            (b"GET /index.html HTTP/1.1\r\n\r\n", "unknown path '/index.html'"),
+            (b"GET /\xff HTTP/1.1\r\n\r\n", "not ASCII"),
+        ]
+        for block, expected in cases:
+            exc = self.assertRaises(wire.BadRequest, wire.parse_request, block)
+            self.assertIn(expected, str(exc))
+
+    def test_relayURL(self) -> None:
+        rid = idOf("relay")
+        url = relay.RelayServer(certificate("relay")).url("tcp:127.0.0.1:7000", "tcp:[::1]:7000")
+        self.assertEqual(url, "relay://%s@tcp:127.0.0.1:7000,tcp:[::1]:7000" % rid)
+        self.assertEqual(
+            relay.parse_relay_url(url), (rid, ["tcp:127.0.0.1:7000", "tcp:[::1]:7000"])
+        )
+        self.assertEqual(relay.parse_relay_url("tcp:example.org:7000"), (None, ["tcp:example.org:7000"]))
+        self.assertEqual(relay.location_hints(url), ["tcp:127.0.0.1:7000", "tcp:[::1]:7000"])
+
+    def test_badRelayURLs(self) -> None:
+        for bad, expected in [
+            ("relay://nope@tcp:h:1", "'nope' is not a relay ID"),
+            ("relay://%s" % idOf("relay"), "is not a relay ID"),
+            ("relay://%s@" % idOf("relay"), "no usable connection hints"),
+            ("pb://abc@tcp:h:1/swiss", "bad relay URL"),
+            ("", "no usable connection hints"),
+        ]:
+            exc = self.assertRaises(ValueError, relay.parse_relay_url, bad)
+            self.assertIn(expected, str(exc))
+            self.assertIn("relay://<relay-id>@<hint>", str(exc))
+
+    def test_tcpHintsAreCheckedStrictly(self) -> None:
+        self.assertEqual(wire.parse_tcp_hint("tcp:relay.example.org:7000"), ("relay.example.org", 7000))
+        self.assertEqual(wire.parse_tcp_hint("tcp:[::1]:7000"), ("::1", 7000))
+        self.assertEqual(wire.parse_tcp_hint("127.0.0.1:7000"), ("127.0.0.1", 7000))
+        for bad in ("tcp:h:65558", "tcp:h:0", "tcp:h:\u0667\u0660", "tcp:h", "tcp:h:1\n"):
+            exc = self.assertRaises(ValueError, wire.parse_tcp_hint, bad)
+            self.assertIn("expected tcp:HOST:PORT", str(exc))
+
+    def test_limitsChecked(self) -> None:
+        exc = self.assertRaises(ValueError, relay.RelayLimits, max_pending_per_registration=0)
+        self.assertIn("max_pending_per_registration must be an int >= 1, got 0", str(exc))
+        exc = self.assertRaises(ValueError, relay.RelayLimits, stream_timeout=-1)
+        self.assertIn("stream_timeout must be a number of seconds > 0", str(exc))
+
+
+# -- the relay: routing and splicing -----------------------------------------------------
+
+
+class SpliceTests(RelayTestCase):
+    def test_dialerIsSplicedToTheHiddenTub(self) -> None:
+        """
+        A dialer's bytes, request line first, reach the hidden Tub's
+        protocol unchanged and its answers come back; the protocol is the
+        listener role, built with the dialer's address, on a stream the
+        hidden Tub dialed.  Nothing but the relay listens.
+        """
+        endpoint, port, factory = self.listenHidden()
+        self.assertEqual(endpoint.state, relay.REGISTERED)
+        self.assertEqual(self.server.registered, {idOf("hidden")})
+
+        first = request(idOf("hidden"))
+        dialer = self.dial(first)
+        dialer.transport.write(b"after the header")
+        pump(self.clock)
+        (app,) = factory.made
+        self.assertEqual(app.received, first + b"after the header")
+        app.transport.write(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        pump(self.clock)
+        self.assertEqual(dialer.received, b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+
+        self.assertEqual(app.transport.role, "listener")
+        self.assertEqual(app.addr, relay.RelayedAddress("dialer-2", 2, "test relay"))
+        self.assertEqual(list(self.net._listeners), [RELAY])
+        self.assertEqual(self.server.relayed, 1)
+        self.assertEqual(self.server.streams(idOf("hidden")), 1)
+
+    def test_closeOnEitherSideClosesTheOther(self) -> None:
+        endpoint, port, factory = self.listenHidden()
+        dialer = self.dial(request(idOf("hidden")))
+        (app,) = factory.made
+        dialer.transport.loseConnection()
+        pump(self.clock)
+        self.assertIsNotNone(app.lost)
+
+        second = self.dial(request(idOf("hidden")))
+        app2 = factory.made[1]
+        app2.transport.loseConnection()
+        pump(self.clock)
+        self.assertIsNotNone(second.lost)
+        # Only the control connection is left, and no stream is counted.
+        self.assertEqual(self.server.connections, 1)
+        self.assertEqual(self.server.streams(idOf("hidden")), 0)
+
+    def test_slowHiddenTubPausesTheDialer(self) -> None:
+        """
+        End-to-end flow control: while the hidden Tub's protocol does not
+        read, a dialer writing as fast as it is allowed is paused after a
+        bounded amount -- nothing on the way, the relay included, soaks up
+        the stream -- and everything arrives once it reads.
+        """
+        endpoint, port, factory = self.listenHidden(factory=AppFactory(paused=True))
+        flood = Flood()
+        d = self.net.client_endpoint(RELAY).connect(Factory.forProtocol(lambda: flood))
+        pump(self.clock)
+        self.successResultOf(d)
+        (app,) = factory.made
+        self.assertTrue(flood.paused)
+        self.assertLess(flood.sent, Flood.LIMIT)
+        inFlight = flood.sent - len(app.received)
+        self.assertGreater(inFlight, 0)
+        # Three hops of 64 KiB in-memory socket buffers, plus a chunk each.
+        self.assertLess(inFlight, 512 * 1024)
+
+        flood.stopFlood()
+        app.transport.resumeProducing()
+        pump(self.clock)
+        self.assertEqual(len(app.received), flood.sent)
+        self.assertEqual(app.received, flood.everything())
+
+
+class Flood(Protocol):
+    """Sends a request line, then writes as a push producer until paused."""
+
+    CHUNK = 16 * 1024
+    LIMIT = 64 * 1024 * 1024
+    transport: Any
+    sent = 0
+    paused = False
+    stopped = False
+
+    def connectionMade(self) -> None:
+        self._first = request(idOf("hidden"))
+        self._chunks = 0
+        self.transport.write(self._first)
+        self.sent = len(self._first)
+        self.transport.registerProducer(self, True)
+        self.resumeProducing()
+
+    def chunk(self, n: int) -> bytes:
+        return (b"%08d" % n) * (self.CHUNK // 8)
+
+    def everything(self) -> bytes:
+        return self._first + b"".join(self.chunk(n) for n in range(self._chunks))
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        while not self.paused and not self.stopped and self.sent < self.LIMIT:
+            self.transport.write(self.chunk(self._chunks))
+            self._chunks += 1
+            self.sent += self.CHUNK
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+
+    def stopFlood(self) -> None:
+        self.stopped = True
+        self.transport.unregisterProducer()
+
+
+# -- the relay: bad input and limits ----------------------------------------------------------
+
+
+class RefusalTests(RelayTestCase):
+    limits = relay.RelayLimits(
+        max_connections=10,
+        max_pending_per_registration=2,
+        max_streams_per_registration=3,
+        header_timeout=10,
+        stream_timeout=20,
+        control_idle_timeout=100,
+    )
+
+    def assertRefused(self, dialer: Dialer, status: str, *texts: str) -> None:
+        answer = dialer.received.decode()
+        self.assertTrue(answer.startswith("HTTP/1.1 " + status), answer)
+        self.assertTrue(answer.endswith("\r\n\r\n"), answer)
+        for text in texts:
+            self.assertIn(text, answer)
+        self.assertIsNotNone(dialer.lost)
+
+    def test_unknownTubID(self) -> None:
+        dialer = self.dial(request(idOf("nobody")))
+        self.assertRefused(
+            dialer,
+            "404 Not Found: no Tub with TubID %s is registered at this relay (relay ID %s)"
+            % (idOf("nobody"), idOf("relay")),
+        )
+
+    def test_garbage(self) -> None:
+        dialer = self.dial(b"HELLO\r\n\r\n")
+        self.assertRefused(
+            dialer,
+            "400 Bad Request: 'HELLO' is not a 'GET <path> HTTP/1.1' request line",
+            "accepts, as the first header block",
+            "'GET /id/<tubid> HTTP/1.1' from Foolscap dialers",
+            "'GET /relay/v1/control HTTP/1.1'",
+        )
+
+    def test_headerTooLong(self) -> None:
+        dialer = self.dial(b"GET /" + b"x" * 5000)
+        self.assertRefused(dialer, "400 Bad Request: no end of header block within 4096 bytes")
+
+    def test_headerTimeout(self) -> None:
+        dialer = self.dial(b"GET /id/")
+        advance(self.clock, 9)
+        self.assertIsNone(dialer.lost)
+        advance(self.clock, 1)
+        self.assertRefused(dialer, "408 Request Timeout: no complete header block within 10 s")
+
+    def test_unknownStreamToken(self) -> None:
+        token = wire.new_token()
+        stream = self.dial(b"GET /relay/v1/stream/%s HTTP/1.1\r\n\r\n" % token.encode())
+        self.assertRefused(stream, "404 Not Found: no dialer is waiting for stream token " + token)
+
+    def test_tooManyConnections(self) -> None:
+        dialers = [self.dial() for _ in range(10)]
+        self.assertEqual([d.lost for d in dialers], [None] * 10)
+        eleventh = self.dial()
+        self.assertRefused(
+            eleventh, "503 Service Unavailable: the relay is holding 10 connections, its limit"
+        )
+        for d in dialers:
+            d.transport.loseConnection()
+        pump(self.clock)
+        self.assertEqual(self.server.connections, 0)
+        self.assertIsNone(self.dial().lost)
+
+    def test_pendingLimitPerRegistration(self) -> None:
+        """A hidden Tub that does not answer CONNECT ties up two dialers at
+        most; the third is refused at once, and they time out with 504."""
+        hidden = self.fakeHidden()
+        hidden.send("REGISTER " + idOf("hidden"))
+        pump(self.clock)
+        self.assertEqual(hidden.lines, ["OK REGISTER " + idOf("hidden")])
+        waiting = [self.dial(request(idOf("hidden"))) for _ in range(2)]
+        third = self.dial(request(idOf("hidden")))
+        self.assertRefused(
+            third,
+            "503 Service Unavailable: 2 connections to TubID %s are already waiting"
+            % idOf("hidden"),
+        )
+        self.assertEqual([line.split()[0] for line in hidden.lines[1:]], ["CONNECT"] * 2)
+        advance(self.clock, 20)
+        for dialer in waiting:
+            self.assertRefused(
+                dialer,
+                "504 Gateway Timeout: the hidden Tub %s did not open this connection's "
+                "stream within 20 s" % idOf("hidden"),
+            )
+        # The registration outlives its dialers.
+        self.assertEqual(self.server.registered, {idOf("hidden")})
+
+    def test_streamLimitPerRegistration(self) -> None:
+        endpoint, port, factory = self.listenHidden()
+        dialers = [self.dial(request(idOf("hidden"))) for _ in range(3)]
+        self.assertEqual(len(factory.made), 3)
+        fourth = self.dial(request(idOf("hidden")))
+        self.assertRefused(
+            fourth,
+            "503 Service Unavailable: TubID %s already has 3 relayed connections, the "
+            "relay's limit per hidden Tub" % idOf("hidden"),
+        )
+        dialers[0].transport.loseConnection()
+        pump(self.clock)
+        self.assertIsNone(self.dial(request(idOf("hidden"))).lost)
+        self.assertEqual(len(factory.made), 4)
+
+    def test_refusedConnectReachesTheDialer(self) -> None:
+        hidden = self.fakeHidden()
+        hidden.send("REGISTER " + idOf("hidden"))
+        dialer = self.dial(request(idOf("hidden")))
+        connect = hidden.lines[-1].split()
+        self.assertEqual(connect[0], "CONNECT")
+        hidden.send("REFUSED %s busy right now" % connect[1])
+        pump(self.clock)
+        self.assertRefused(
+            dialer,
+            "503 Service Unavailable: the hidden Tub %s could not take this connection: "
+            "busy right now" % idOf("hidden"),
+        )
+
+    def test_registrationEndFailsWaitingDialers(self) -> None:
+        hidden = self.fakeHidden()
+        hidden.send("REGISTER " + idOf("hidden"))
+        dialer = self.dial(request(idOf("hidden")))
+        hidden.transport.loseConnection()
+        pump(self.clock)
+        self.assertRefused(dialer, "503 Service Unavailable: the hidden Tub %s's registration ended" % idOf("hidden"))
+        self.assertEqual(self.server.registered, frozenset())
+
+
+class RegistrationTests(RelayTestCase):
+    limits = relay.RelayLimits(max_registrations=1, header_timeout=10, control_idle_timeout=100)
+
+    def test_cannotRegisterAnotherTubsID(self) -> None:
+        """
+        The TLS handshake proves which key the control client holds; it
+        may register that key's TubID and no other.
+        """
+        hidden = self.fakeHidden("mallory")
+        hidden.send("REGISTER " + idOf("victim"))
+        pump(self.clock)
+        self.assertEqual(
+            hidden.lines,
+            [
+                "ERROR cannot register TubID %s: this connection's certificate is that of "
+                "TubID %s, and a Tub may register only the TubID of its own certificate"
+                % (idOf("victim"), idOf("mallory"))
+            ],
+        )
+        self.assertIsNotNone(hidden.lost)
+        self.assertEqual(self.server.registered, frozenset())
+
+    def test_noClientCertificate(self) -> None:
+        hidden = self.fakeHidden(options=CertificateOptions())
+        hidden.send("REGISTER " + idOf("hidden"))
+        pump(self.clock)
+        (line,) = hidden.lines
+        self.assertIn(
+            "ERROR cannot register TubID %s: no client certificate" % idOf("hidden"), line
+        )
+        self.assertEqual(self.server.registered, frozenset())
+
+    def test_controlGarbage(self) -> None:
+        for sent, expected in [
+            ("HELLO there", "ERROR unknown command 'HELLO'; the relay's control channel "
+             "accepts 'REGISTER <tubid>', 'PING <n>' and 'REFUSED <token> <reason>'"),
+            ("REGISTER me", "ERROR malformed REGISTER: 'me' is not a TubID"),
+            ("PING x", "ERROR malformed or out-of-order PING line 'PING x'"),
+            ("REFUSED %s no" % wire.new_token(), "ERROR malformed or out-of-order REFUSED"),
+            ("X" * 2000, "ERROR line longer than 1024 bytes"),
+        ]:
+            hidden = self.fakeHidden()
+            hidden.send(sent)
+            pump(self.clock)
+            self.assertEqual(len(hidden.lines), 1, hidden.lines)
+            self.assertTrue(hidden.lines[0].startswith(expected), hidden.lines[0])
+            self.assertIsNotNone(hidden.lost)
+
+    def test_pingAndIdleTimeout(self) -> None:
+        hidden = self.fakeHidden()
+        hidden.send("PING 7")
+        hidden.send("REGISTER " + idOf("hidden"))
+        pump(self.clock)
+        self.assertEqual(hidden.lines, ["PONG 7", "OK REGISTER " + idOf("hidden")])
+        advance(self.clock, 90)
+        hidden.send("PING 8")
+        advance(self.clock, 90)
+        self.assertEqual(self.server.registered, {idOf("hidden")})
+        advance(self.clock, 10)
+        self.assertEqual(self.server.registered, frozenset())
+        self.assertIsNotNone(hidden.lost)
+
+    def test_unreadAnswersHoldTheClientBack(self) -> None:
+        """
+        A control client that sends PINGs and never reads the PONGs fills
+        its own socket: the relay stops reading it rather than buffering
+        answers without bound, and catches up once it reads.
+        """
+        hidden = self.fakeHidden()
+        hidden.transport.pauseProducing()  # it stops reading
+        for batch in range(40):
+            hidden.transport.write(
+                b"".join(b"PING %d\r\n" % n for n in range(batch * 1000, (batch + 1) * 1000))
+            )
+            self.clock.advance(0)
+        pump(self.clock)
+        # What the relay wrote and the client has not read: one in-memory
+        # socket buffer and a turn's answers, not 40000 PONGs (~480 KiB).
+        self.assertLess(hidden.transport._inboundSize, 160 * 1024)
+        hidden.transport.resumeProducing()
+        pump(self.clock)
+        pongs = [line for line in hidden.lines if line.startswith("PONG ")]
+        self.assertEqual(pongs, ["PONG %d" % n for n in range(40000)])
+
+    def test_registerTimeout(self) -> None:
+        hidden = self.fakeHidden()
+        advance(self.clock, 10)
+        self.assertEqual(hidden.lines, ["ERROR no REGISTER within 10 s; the relay's control channel accepts 'REGISTER <tubid>', 'PING <n>' and 'REFUSED <token> <reason>' lines (ASCII, CRLF, at most 1024 bytes)"])
+
+    def test_registrationLimit(self) -> None:
+        first = self.fakeHidden("hidden")
+        first.send("REGISTER " + idOf("hidden"))
+        second = self.fakeHidden("other")
+        second.send("REGISTER " + idOf("other"))
+        pump(self.clock)
+        self.assertEqual(second.lines, ["ERROR the relay has 1 registrations, its limit; try later"])
+        self.assertEqual(self.server.registered, {idOf("hidden")})
+
+    def test_newerRegistrationReplacesOlder(self) -> None:
+        """The key holder reconnecting before the relay noticed its old
+        connection died: the newest control connection wins."""
+        old = self.fakeHidden()
+        old.send("REGISTER " + idOf("hidden"))
+        new = self.fakeHidden()
+        new.send("REGISTER " + idOf("hidden"))
+        pump(self.clock)
+        self.assertEqual(
+            old.lines[-1],
+            "ERROR replaced: TubID %s registered again over a newer control connection"
+            % idOf("hidden"),
+        )
+        self.assertIsNotNone(old.lost)
+        self.assertEqual(new.lines, ["OK REGISTER " + idOf("hidden")])
+        self.assertEqual(self.server.registered, {idOf("hidden")})
+        dialer = self.dial(request(idOf("hidden")))
+        self.assertTrue(new.lines[-1].startswith("CONNECT "))
+        self.assertIsNone(dialer.lost)
+
+    def test_allow(self) -> None:
+        self.stopServer(self.server)
+        self.server = self.makeServer(allow=lambda tubid: tubid == idOf("other"))
+        hidden = self.fakeHidden("hidden")
+        hidden.send("REGISTER " + idOf("hidden"))
+        pump(self.clock)
+        self.assertEqual(
+            hidden.lines, ["ERROR TubID %s is not allowed to register at this relay" % idOf("hidden")]
+        )
+
+
+# -- the hidden Tub's side ----------------------------------------------------------------
+
+
+class RelayListenerTests(RelayTestCase):
+    limits = relay.RelayLimits(header_timeout=10, stream_timeout=20, control_idle_timeout=100)
+
+    def test_reregistersWithBackoff(self) -> None:
+        """
+        When the relay goes away the listener retries after 1, 2, 4, 4 s
+        (doubling up to retry_max), registers as soon as the relay is back,
+        and after a success starts again from retry_initial.
+        """
+        counting = CountingEndpoint(self.net.client_endpoint(RELAY), self.clock)
+        endpoint, port, factory = self.listenHidden(via=counting, retry_max=4)
+        self.assertEqual(endpoint.state, relay.REGISTERED)
+        self.stopServer(self.server)
+        self.assertEqual(endpoint.state, relay.WAITING)
+        start = self.clock.seconds()
+        advance(self.clock, 11.5, step=0.25)
+        self.assertEqual(
+            [t - start for t in counting.attempts[1:]], [1.0, 3.0, 7.0, 11.0]
+        )
+        self.assertIsInstance(endpoint.last_error.value, error.ConnectionRefusedError)
+
+        self.server = self.makeServer()
+        registered = endpoint.when_registered()
+        self.assertNoResult(registered)
+        advance(self.clock, 4, step=0.25)
+        self.successResultOf(registered)
+        self.assertEqual(counting.attempts[-1] - start, 15.0)
+        self.assertEqual(self.server.registered, {idOf("hidden")})
+        self.assertEqual(port.registrations, 2)
+
+        # A fresh loss starts from retry_initial again.
+        self.stopServer(self.server)
+        lost = self.clock.seconds()
+        advance(self.clock, 1, step=0.25)
+        self.assertEqual(counting.attempts[-1] - lost, 1.0)
+
+    def test_keepaliveNoticesASilentRelay(self) -> None:
+        endpoint, port, factory = self.listenHidden(keepalive=5)
+        # The relay's end of the control connection stops reading: it is
+        # wedged, and answers no PING.
+        relayEnd = self.net.transports[1]
+        relayEnd.pauseProducing()
+        advance(self.clock, 9.5)
+        self.assertEqual(endpoint.state, relay.REGISTERED)
+        advance(self.clock, 1)
+        self.assertNotEqual(endpoint.state, relay.REGISTERED)
+        self.assertIsInstance(endpoint.last_error.value, relay.RelayTimeoutError)
+        self.assertEqual(
+            str(endpoint.last_error.value), "the relay did not answer PING within 5 s"
+        )
+        # Then it registers again over a new control connection.
+        advance(self.clock, 1)
+        self.assertEqual(endpoint.state, relay.REGISTERED)
+        self.assertEqual(port.registrations, 2)
+
+    def test_relayIdentityIsPinned(self) -> None:
+        endpoint, port, factory = self.listenHidden(relay_id=idOf("someone-else"))
+        self.assertEqual(endpoint.state, relay.WAITING)
+        self.assertIsInstance(endpoint.last_error.value, relay.RelayIdentityError)
+        self.assertIn(
+            "presented the certificate of %s, not relay ID %s from its relay URL"
+            % (idOf("relay"), idOf("someone-else")),
+            str(endpoint.last_error.value),
+        )
+        self.assertEqual(self.server.registered, frozenset())
+
+    def test_relayRefusalIsReported(self) -> None:
+        endpoint, port, factory = self.listenHidden(tubid=idOf("victim"))
+        self.assertEqual(endpoint.state, relay.WAITING)
+        self.assertIsInstance(endpoint.last_error.value, relay.RelayRefusedError)
+        self.assertIn(
+            "the relay said: cannot register TubID %s: this connection's certificate "
+            "is that of TubID %s" % (idOf("victim"), idOf("hidden")),
+            str(endpoint.last_error.value),
+        )
+
+    def test_notARelay(self) -> None:
+        # Something else listens there, and answers like a web server.
+        web = Factory.forProtocol(lambda: Dialer(b"HTTP/1.1 404 Not Found\r\n\r\n"))
+        self.successResultOf(self.net.server_endpoint("web").listen(web))
+        endpoint, port, factory = self.listenHidden(via=self.net.client_endpoint("web"))
+        self.assertEqual(endpoint.state, relay.WAITING)
+        self.assertEqual(
+            str(endpoint.last_error.value),
+            "the relay refused the control connection: 'HTTP/1.1 404 Not Found'",
+        )
+
+    def test_stopListeningUnregisters(self) -> None:
+        """
+        stopListening ends the registration and the retries; a connection
+        already relayed stays up, as accepted sockets outlive a TCP port.
+        """
+        counting = CountingEndpoint(self.net.client_endpoint(RELAY), self.clock)
+        endpoint, port, factory = self.listenHidden(via=counting)
+        dialer = self.dial(request(idOf("hidden")))
+        (app,) = factory.made
+        d = port.stopListening()
+        pump(self.clock)
+        self.successResultOf(d)
+        self.assertEqual(self.server.registered, frozenset())
+        self.assertEqual(endpoint.state, relay.STOPPED)
+        attempts = len(counting.attempts)
+        advance(self.clock, 60, step=5)
+        self.assertEqual(len(counting.attempts), attempts)
+        dialer.transport.write(b"still here")
+        pump(self.clock)
+        self.assertTrue(app.received.endswith(b"still here"))
+        self.assertIsNone(app.lost)
+        self.failureResultOf(endpoint.when_registered(), RuntimeError)
+
+    def test_streamLimitOnTheHiddenSide(self) -> None:
+        """A relay cannot make the hidden Tub open streams without bound:
+        past max_pending_streams the dialer is refused with the reason."""
+        endpoint, port, factory = self.listenHidden(max_pending_streams=1)
+        first = Dialer(request(idOf("hidden")))
+        second = Dialer(request(idOf("hidden")))
+        for proto in (first, second):
+            self.net.client_endpoint(RELAY).connect(Factory.forProtocol(lambda p=proto: p))
+        pump(self.clock)
+        self.assertEqual(len(factory.made), 1)
+        self.assertIsNone(first.lost)
+        self.assertIn(
+            "503 Service Unavailable: the hidden Tub %s could not take this connection: "
+            "1 streams are already being opened, this hidden Tub's limit" % idOf("hidden"),
+            second.received.decode(),
+        )
+
+    def fakeTub(self) -> Any:
+        """Just what relay.listener() reads from a Tub, with counted hints."""
+        counted: list[str] = []
+        inner = self.net.hint_handler()
+
+        @implementer(IConnectionHintHandler)
+        class Counting:
+            def hint_to_endpoint(self, hint: str, reactor: Any, update: Any) -> Any:
+                counted.append(hint)
+                return inner.hint_to_endpoint(hint, reactor, update)
+
+        class FakeTub:
+            myCertificate = certificate("hidden")
+            tubID = idOf("hidden")
+            _connectionHandlers = {"memory": handler(Counting())}
+
+        return FakeTub(), counted
+
+    def test_hintsTriedInOrder(self) -> None:
+        tub, counted = self.fakeTub()
+        url = "relay://%s@memory:a,memory:b" % (idOf("relay"),)
+        endpoint = relay.listener(url, tub, clock=self.clock, keepalive=None)
+        port = self.successResultOf(endpoint.listen(AppFactory()))
+        self.addCleanup(self.stopPort, port)
+        pump(self.clock)
+        self.assertEqual(counted, ["memory:a", "memory:b"])
+        self.assertIsInstance(endpoint.last_error.value, relay.RelayError)
+        message = str(endpoint.last_error.value)
+        self.assertTrue(message.startswith("could not reach the relay at any of its hints: memory:a: "), message)
+        self.assertIn("; memory:b: ", message)
+
+        # The same Tub gets through when a later hint leads to the relay.
+        endpoint = relay.listener(
+            "relay://%s@memory:a,memory:%s" % (idOf("relay"), RELAY), tub, clock=self.clock
+        )
+        port = self.successResultOf(endpoint.listen(AppFactory()))
+        self.addCleanup(self.stopPort, port)
+        pump(self.clock)
+        self.assertEqual(endpoint.state, relay.REGISTERED)
+
+    def test_stopWhileDialingTriesNoFurtherHint(self) -> None:
+        tub, counted = self.fakeTub()
+        endpoint = relay.listener("memory:a,memory:b", tub, clock=self.clock)
+        port = self.successResultOf(endpoint.listen(AppFactory()))
+        registered = endpoint.when_registered()
+        stopped = port.stopListening()
+        pump(self.clock)
+        self.successResultOf(stopped)
+        advance(self.clock, 10)
+        self.assertEqual(counted, ["memory:a"])
+        failure = self.failureResultOf(registered, relay.RelayError)
+        self.assertEqual(str(failure.value), "stopped listening before registering")
+
+    def test_listenTwice(self) -> None:
+        endpoint, port, factory = self.listenHidden()
+        failure = self.failureResultOf(endpoint.listen(AppFactory()), RuntimeError)
+        self.assertIn("is already listening", str(failure.value))
+
+    def test_badArguments(self) -> None:
+        exc = self.assertRaises(
+            TypeError, relay.RelayListenerEndpoint, "tcp:h:1", certificate("hidden")
+        )
+        self.assertIn("expects an IStreamClientEndpoint", str(exc))
+        exc = self.assertRaises(TypeError, relay.listener, "tcp:h:1", object())
+        self.assertIn("expects a foolscap.api.Tub", str(exc))
+        tub, _ = self.fakeTub()
+        exc = self.assertRaises(ValueError, relay.listener, "tcp:h:65558", tub)
+        self.assertIn("bad tcp hint 'tcp:h:65558'", str(exc))
+        exc = self.assertRaises(ValueError, relay.listener, "tor:abc.onion:7000", tub)
+        self.assertIn("no connection-hint handler for 'tor' hints", str(exc))
+        exc = self.assertRaises(TypeError, relay.RelayServer, certificate="pem")
+        self.assertIn("expects a twisted.internet.ssl.PrivateCertificate", str(exc))
+        exc = self.assertRaises(TypeError, self.server.listen, "tcp:0")
+        self.assertIn("expects an IStreamServerEndpoint", str(exc))
