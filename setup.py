@@ -30,6 +30,9 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6"],
         "dev": ["mypy", "mypy-zope"],
     },
+    entry_points={
+        "console_scripts": ["foolscap-sidetls = foolscap_sidetls._cli:main"],
+    },
     classifiers=[
         "Framework :: Twisted",
         "Programming Language :: Python :: 3",

@@ -1,0 +1,705 @@
+"""
+The C{foolscap-sidetls} command: check a Tahoe-LAFS-style configuration,
+create one, serve a small ping/echo object with it, and ping a FURL saying
+what happened to each of its hints.
+
+Exit status: 0 on success, 1 when a connection (or a start) failed, 2 for
+usage and configuration errors -- so scripts can tell "fix the file" from
+"the network is down".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import sys
+import time
+from typing import Any, Callable, Optional, Sequence, TextIO
+
+from twisted.internet import defer, task
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import clientFromString
+from twisted.internet.testing import MemoryReactor
+
+from foolscap.api import Referenceable
+
+from . import config as _config
+from ._interfaces import ISideTLSTransport
+from ._version import __version__
+
+PROG = "foolscap-sidetls"
+#: The config file create-node writes, and what a directory argument means.
+CONFIG_NAME = "node.cfg"
+#: Where serve keeps the ping service's FURL (so it is the same every run).
+PING_FURL_FILE = os.path.join("private", "ping.furl")
+#: Tahoe-LAFS's default onion and I2P ports.
+DEFAULT_EXTERNAL_PORT = 3457
+#: Where create-node looks for a running tor's control port, as Tahoe-LAFS does.
+TOR_CONTROL_PORTS = ("unix:/var/run/tor/control", "tcp:127.0.0.1:9051", "tcp:127.0.0.1:9151")
+#: How often serve says it is still waiting on a slow step.
+STILL_WAITING = 15.0
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class _Usage(Exception):
+    """A usage or configuration problem: exit status 2."""
+
+
+class _Failed(Exception):
+    """A connection or start failure: exit status 1."""
+
+
+# -- the ping service ---------------------------------------------------------------
+
+
+def _side_of(transport: Any) -> dict[str, Optional[str]]:
+    if ISideTLSTransport.providedBy(transport):
+        return {"role": transport.role, "tls_side": transport.tlsSide}
+    return {"role": None, "tls_side": None}
+
+
+class PingService(Referenceable):
+    """
+    What C{serve} registers: an echo, and a report of how this end sees the
+    caller's connection (its role and TLS side), which only the server
+    knows.
+    """
+
+    def remote_ping(self, data: bytes = b"") -> bytes:
+        return data
+
+    def remote_whoami(self, caller: Any) -> dict[str, Any]:
+        # The caller passes one of its own objects; our reference to it
+        # rides on the very connection the caller dialed, so its broker's
+        # transport is this end of that connection.
+        seen = _side_of(caller.tracker.broker.transport)
+        seen["software"] = "%s %s" % (PROG, __version__)
+        return seen
+
+
+class _Caller(Referenceable):
+    """Passed to C{whoami} so the server can find our connection."""
+
+
+# -- small helpers ---------------------------------------------------------------------
+
+
+def _config_path(argument: str) -> str:
+    """A config file, or a node directory holding node.cfg (or a Tahoe tahoe.cfg)."""
+    if os.path.isdir(argument):
+        for name in (CONFIG_NAME, "tahoe.cfg"):
+            candidate = os.path.join(argument, name)
+            if os.path.exists(candidate):
+                return candidate
+        return os.path.join(argument, CONFIG_NAME)
+    return argument
+
+
+def _load(argument: str) -> _config.NodeConfig:
+    try:
+        return _config.load(_config_path(argument))
+    except _config.ConfigError as e:
+        raise _Usage(str(e)) from None
+
+
+def _print(out: TextIO, text: str = "") -> None:
+    out.write(text + "\n")
+    out.flush()
+
+
+# -- check ---------------------------------------------------------------------------
+
+
+async def _check(reactor: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    node = _load(args.config)
+    _print(out, "%r is valid." % (node.source,))
+    for line in node.describe():
+        _print(out, line)
+    return EXIT_OK
+
+
+# -- create-node -----------------------------------------------------------------------
+
+
+def _free_port(interface: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((interface, 0))
+        return int(s.getsockname()[1])
+
+
+def _is_loopback(host: str) -> bool:
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+def _reachable(description: str) -> bool:
+    """Whether something accepts connections at a loopback/UNIX client endpoint."""
+    kind, _, rest = description.partition(":")
+    try:
+        if kind == "unix":
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(2)
+                s.connect(rest)
+            return True
+        host, _, port = rest.rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _check_create_options(args: argparse.Namespace) -> list[str]:
+    listen = [w.strip() for w in args.listen.split(",") if w.strip()]
+    for word in listen:
+        if word not in ("tcp", "tor", "i2p", "none"):
+            raise _Usage("--listen=%s: unknown listener %r; expected tcp, tor, i2p (comma-separated) or none"
+                         % (args.listen, word))
+    if not listen:
+        raise _Usage("--listen is empty; expected tcp, tor, i2p (comma-separated) or none")
+    if "none" in listen and len(listen) > 1:
+        raise _Usage("--listen=none cannot be combined with other listeners")
+    if "tcp" in listen:
+        if args.hide_ip:
+            raise _Usage("--hide-ip cannot be used with --listen=tcp (a tcp: hint reveals this machine's address); "
+                         "try --listen=tor")
+        if args.hostname and (args.port or args.location):
+            raise _Usage("--hostname cannot be used with --port/--location (they say where, explicitly)")
+        if bool(args.port) != bool(args.location):
+            raise _Usage("--port and --location go together (--port says where to listen, --location what "
+                         "to announce)")
+        if not args.hostname and not args.port:
+            raise _Usage("--listen=tcp needs --hostname=NAME (what other machines call this one), "
+                         "or --port=ENDPOINT and --location=HINTS")
+    elif args.hostname or args.port or args.location:
+        raise _Usage("--hostname, --port and --location are for --listen=tcp")
+    if args.tor_launch and args.tor_control_port:
+        raise _Usage("use either --tor-launch or --tor-control-port, not both")
+    if args.i2p_launch and args.i2p_sam_port:
+        raise _Usage("use either --i2p-launch or --i2p-sam-port, not both")
+    uses_tor = "tor" in listen or args.hide_ip
+    if (args.tor_launch or args.tor_control_port or args.tor_executable) and not uses_tor:
+        raise _Usage("--tor-* options need --listen=tor or --hide-ip")
+    if (args.i2p_launch or args.i2p_sam_port or args.i2p_executable or args.i2cp_options) and "i2p" not in listen:
+        raise _Usage("--i2p-* options need --listen=i2p")
+    if args.tor_executable and not args.tor_launch:
+        raise _Usage("--tor-executable needs --tor-launch")
+    if args.i2p_executable and not args.i2p_launch:
+        raise _Usage("--i2p-executable needs --i2p-launch")
+    for option, value, example in (
+        ("--tor-control-port", args.tor_control_port, "tcp:127.0.0.1:9051"),
+        ("--i2p-sam-port", args.i2p_sam_port, "tcp:127.0.0.1:7656"),
+    ):
+        if value:
+            try:
+                clientFromString(MemoryReactor(), value)
+            except Exception as e:
+                raise _Usage("%s=%s is not a client endpoint description (%s); expected one such as %s"
+                             % (option, value, e, example)) from None
+    return listen
+
+
+async def _make_i2p_key(
+    reactor: Any,
+    args: argparse.Namespace,
+    basedir: str,
+    keyfile: str,
+    out: TextIO,
+    make_handler: Optional[Callable[[], Any]],
+) -> str:
+    """Have the SAM bridge make a destination key, as Tahoe-LAFS does; its .b32.i2p address."""
+    from . import i2p
+
+    if make_handler is not None:
+        handler = make_handler()
+    elif args.i2p_launch:
+        handler = i2p.launch(
+            args.i2p_executable, os.path.join(basedir, _config.I2P_STATEDIR), reactor=reactor
+        )
+    elif args.i2p_sam_port:
+        handler = i2p.sam_endpoint(clientFromString(reactor, args.i2p_sam_port), reactor=reactor)
+    else:
+        handler = i2p.default(reactor)
+    _print(out, "connecting to the I2P router's SAM bridge at %s (to make the destination key)..."
+           % (handler.sam_where,))
+    try:
+        key = await handler._bridge.generate_key()
+    except i2p.I2PError as e:
+        raise _Failed("could not make an I2P destination key: %s" % (e,)) from None
+    finally:
+        await handler.stop()
+    _config._write_private(keyfile, key)
+    return i2p.address_of(keyfile)
+
+
+async def _create_node(
+    reactor: Any,
+    args: argparse.Namespace,
+    out: TextIO,
+    err: TextIO,
+    make_i2p_handler: Optional[Callable[[], Any]] = None,
+) -> int:
+    listen = _check_create_options(args)
+    basedir = os.path.abspath(args.directory)
+    if os.path.exists(basedir) and (not os.path.isdir(basedir) or os.listdir(basedir)):
+        raise _Usage("%s exists and is not an empty directory; to avoid clobbering anything, "
+                     "create-node wants a new one" % (basedir,))
+    path = os.path.join(basedir, CONFIG_NAME)
+    tor_control = args.tor_control_port
+    if "tor" in listen and not args.tor_launch and not tor_control:
+        for candidate in TOR_CONTROL_PORTS:
+            if _reachable(candidate):
+                tor_control = candidate
+                break
+        else:
+            raise _Failed("no tor control port answered at %s; pass --tor-control-port=ENDPOINT "
+                          "(or --tor-launch)" % (", ".join(TOR_CONTROL_PORTS),))
+
+    created_dir = not os.path.exists(basedir)
+    os.makedirs(os.path.join(basedir, "private"), mode=0o700, exist_ok=True)
+    try:
+        return await _write_node(reactor, args, listen, basedir, path, tor_control, out, make_i2p_handler)
+    except BaseException:
+        # Leave nothing half made: the directory was new or empty.
+        if created_dir:
+            shutil.rmtree(basedir, ignore_errors=True)
+        else:
+            for name in os.listdir(basedir):
+                target = os.path.join(basedir, name)
+                if os.path.isdir(target):
+                    shutil.rmtree(target, ignore_errors=True)
+                else:
+                    os.remove(target)
+        raise
+
+
+async def _write_node(
+    reactor: Any,
+    args: argparse.Namespace,
+    listen: list[str],
+    basedir: str,
+    path: str,
+    tor_control: Optional[str],
+    out: TextIO,
+    make_i2p_handler: Optional[Callable[[], Any]],
+) -> int:
+    ports: list[str] = []
+    hints: list[str] = []
+    sections: dict[str, list[tuple[str, str]]] = {"node": [], "connections": [], "tor": [], "i2p": []}
+    if "tcp" in listen:
+        if args.port:
+            ports.append(args.port)
+            hints.append(args.location)
+        else:
+            port = _free_port()
+            # A loopback name can only be reached from this machine: listen
+            # there only, rather than on every interface.
+            if _is_loopback(args.hostname):
+                ports.append("tcp:%d:interface=%s" % (port, "127.0.0.1" if args.hostname == "localhost" else args.hostname))
+            else:
+                ports.append("tcp:%d" % (port,))
+            hints.append("tcp:%s:%d" % (args.hostname, port))
+    uses_tor = "tor" in listen or args.hide_ip
+    if uses_tor:
+        if args.tor_launch:
+            sections["tor"].append(("launch", "true"))
+            if args.tor_executable:
+                sections["tor"].append(("tor.executable", args.tor_executable))
+        elif tor_control:
+            sections["tor"].append(("control.port", tor_control))
+    if "tor" in listen:
+        key, onion = _config._new_onion_key()
+        keyfile = os.path.join("private", "tor_onion.privkey")
+        _config._write_private(os.path.join(basedir, keyfile), key + "\n")
+        local_port = _free_port()
+        ports.append("tcp:%d:interface=127.0.0.1" % (local_port,))
+        hints.append("tor:%s:%d" % (onion, DEFAULT_EXTERNAL_PORT))
+        sections["tor"] += [
+            ("onion", "true"),
+            ("onion.local_port", str(local_port)),
+            ("onion.external_port", str(DEFAULT_EXTERNAL_PORT)),
+            ("onion.private_key_file", keyfile),
+        ]
+        _print(out, "made the onion service key: %s" % (onion,))
+    if "i2p" in listen:
+        keyfile = os.path.join("private", "i2p_dest.privkey")
+        address = await _make_i2p_key(reactor, args, basedir, os.path.join(basedir, keyfile), out, make_i2p_handler)
+        _print(out, "made the I2P destination key: %s" % (address,))
+        if args.i2p_launch:
+            sections["i2p"].append(("launch", "true"))
+            if args.i2p_executable:
+                sections["i2p"].append(("i2p.executable", args.i2p_executable))
+        elif args.i2p_sam_port:
+            sections["i2p"].append(("sam.port", args.i2p_sam_port))
+        else:
+            sections["i2p"].append(("sam.port", "tcp:127.0.0.1:7656"))
+        if args.i2cp_options:
+            sections["i2p"].append(("i2cp.options", args.i2cp_options))
+        sections["i2p"] += [
+            ("dest", "true"),
+            ("dest.port", str(DEFAULT_EXTERNAL_PORT)),
+            ("dest.private_key_file", keyfile),
+        ]
+        ports.append("listen:i2p")
+        hints.append("i2p:%s:%d" % (address, DEFAULT_EXTERNAL_PORT))
+    if listen == ["none"]:
+        ports, hints = ["disabled"], ["disabled"]
+    sections["node"] += [("tub.port", ",".join(ports)), ("tub.location", ",".join(hints))]
+    if args.hide_ip:
+        sections["node"].append(("reveal-IP-address", "false"))
+        sections["connections"].append(("tcp", "tor"))
+
+    lines = [
+        "# -*- mode: conf; coding: utf-8 -*-",
+        "# Written by '%s create-node'.  The keys mean what they mean in" % (PROG,),
+        "# Tahoe-LAFS's tahoe.cfg; check this file with '%s check %s'." % (PROG, path),
+        "",
+    ]
+    for section, entries in sections.items():
+        if not entries and section != "node":
+            continue
+        lines.append("[%s]" % (section,))
+        lines += ["%s = %s" % kv for kv in entries]
+        if section == "node":
+            lines += ["#timeout.keepalive =", "#timeout.disconnect ="]
+        lines.append("")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    # What was written must load: the same check 'serve' will do.
+    try:
+        _config.load(path)
+    except _config.ConfigError as e:  # pragma: no cover - a bug in this function
+        raise AssertionError("create-node wrote an invalid %s: %s" % (path, e)) from None
+    _print(out, "created %s" % (path,))
+    _print(out, "  tub.port = %s" % (",".join(ports),))
+    _print(out, "  tub.location = %s" % (",".join(hints),))
+    _print(out, "serve it with: %s serve %s" % (PROG, path))
+    return EXIT_OK
+
+
+# -- serve ----------------------------------------------------------------------------
+
+
+class _Progress:
+    """Prints each slow step once, and how long the current one has taken."""
+
+    def __init__(self, reactor: Any, out: TextIO) -> None:
+        self._reactor = reactor
+        self._out = out
+        self._started = reactor.seconds()
+        self._last: Optional[str] = None
+        self._since = self._started
+        self._ticker = task.LoopingCall(self._tick)
+        self._ticker.clock = reactor
+
+    def start(self) -> None:
+        self._ticker.start(STILL_WAITING, now=False)
+
+    def stop(self) -> None:
+        if self._ticker.running:
+            self._ticker.stop()
+
+    def elapsed(self) -> float:
+        return float(self._reactor.seconds() - self._started)
+
+    def __call__(self, status: str) -> None:
+        if status == self._last:
+            return
+        self._last = status
+        self._since = self._reactor.seconds()
+        _print(self._out, "  [%5.1f s] %s" % (self.elapsed(), status))
+
+    def _tick(self) -> None:
+        if self._last is not None:
+            _print(self._out, "  [%5.1f s] ... still %s" % (self.elapsed(), self._last.split(": ", 1)[-1]))
+
+
+async def _serve(reactor: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from foolscap.pb import WrongTubIdError
+
+    node = _load(args.config)
+    if not node.listening:
+        raise _Usage("%r [node] tub.port = 'disabled': this Tub only dials, so there is nothing to serve; "
+                     "set tub.port and tub.location (or use 'create-node')" % (node.source,))
+    _print(out, "%s %s serving %r (pid %d)" % (PROG, __version__, node.source, os.getpid()))
+    for warning in node.warnings:
+        _print(out, "warning: " + warning)
+    progress = _Progress(reactor, out)
+    progress.start()
+    try:
+        starting = _config.create_tub(node, reactor, update_status=progress)
+    except _config.ConfigError as e:  # a key file changed since it was loaded
+        progress.stop()
+        raise _Usage(str(e)) from None
+    started: list[Any] = []
+
+    def shutdown() -> Deferred:
+        # Ctrl-C or SIGTERM: stop the Tub, or the start still under way
+        # (which then stops everything it had started), before exiting.
+        progress.stop()
+        _print(out, "stopping...")
+        if started:
+            d = started[0].stopService() if started[0].running else defer.succeed(None)
+        else:
+            starting.cancel()
+            d = starting
+        return d.addErrback(lambda _: None).addCallback(lambda _: _print(out, "stopped"))
+
+    trigger = reactor.addSystemEventTrigger("before", "shutdown", shutdown)
+    try:
+        tub = await starting
+    except defer.CancelledError:
+        return EXIT_OK
+    except _config.StartError as e:
+        reactor.removeSystemEventTrigger(trigger)
+        raise _Failed(str(e)) from None
+    finally:
+        progress.stop()
+    started.append(tub)
+    furl_file = os.path.join(node.basedir, PING_FURL_FILE)
+    service = PingService()
+    try:
+        furl = tub.registerReference(service, furlFile=furl_file)
+    except WrongTubIdError:
+        os.remove(furl_file)  # the Tub's certificate was replaced: a new FURL
+        furl = tub.registerReference(service, furlFile=furl_file)
+    for line in node.describe_listeners():
+        _print(out, "listening: " + line)
+    _print(out, "location: " + ",".join(tub.locationHints))
+    _print(out, "furl: " + furl)
+    _print(out, "ready after %.1f s; try '%s ping %s'; Ctrl-C stops" % (progress.elapsed(), PROG, furl))
+    await Deferred()  # until the reactor stops (SIGINT, SIGTERM)
+    return EXIT_OK  # pragma: no cover
+
+
+# -- ping -----------------------------------------------------------------------------
+
+
+def _plain(status: Optional[str], handler: Any, won: bool) -> str:
+    """Foolscap's connector status for one hint, in plain words."""
+    if handler is None and status is None:
+        return "not tried: no handler for this hint type (disabled in the configuration, or unknown)"
+    if status is None:
+        return "not tried"
+    if status == "successful":
+        return "connected; this hint won" if won else "connected"
+    if status == "abandoned":
+        return "abandoned: another hint connected first"
+    if status == "connection refused":
+        return "refused: nothing accepts connections there"
+    if status.startswith("bad hint: "):
+        why = status[len("bad hint: "):]
+        if why == "no handler registered":
+            return "not tried: no handler for this hint type (disabled in the configuration, or unknown)"
+        return "unusable hint: " + why
+    if status.startswith("failed to connect: "):
+        return "failed: " + status[len("failed to connect: "):]
+    if status.startswith("negotiation failed: "):
+        return "reached, but the Foolscap/TLS negotiation failed: " + status[len("negotiation failed: "):]
+    if status in ("connecting", "resolving hint", "negotiating"):
+        return "gave up while %s" % (status,)
+    return "gave up while: " + status
+
+
+def _describe_side(side: dict[str, Any]) -> str:
+    if side.get("role") is None:
+        return "not role-based (its TLS side came from the socket direction)"
+    return "%s, TLS %s" % (side["role"], side["tls_side"])
+
+
+def _report_hints(out: TextIO, info: Any, hints: Sequence[str]) -> None:
+    for hint in hints:
+        handler = info.connectionHandlers.get(hint) if info is not None else None
+        status = info.connectorStatuses.get(hint) if info is not None else None
+        won = info is not None and info.winningHint == hint
+        _print(out, "  %s: %s" % (hint, _plain(status, handler, won)))
+        if handler:
+            _print(out, "    via %s" % (handler,))
+
+
+async def _ping(reactor: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from foolscap.referenceable import SturdyRef
+
+    try:
+        sturdy = SturdyRef(args.furl)
+    except Exception as e:
+        raise _Usage("%r is not a FURL (%s); expected pb://TUBID@HINTS/NAME" % (args.furl, e)) from None
+    if args.count < 1:
+        raise _Usage("--count must be at least 1")
+    if args.config:
+        node = _load(args.config)
+        source = "handlers from %r" % (node.source,)
+    else:
+        node = _config.from_string("", source="(defaults)")
+        source = "default handlers"
+    tub = await _config.create_tub(node, reactor, listen=False)
+    try:
+        return await _ping_with(reactor, tub, sturdy, args, out, err, source)
+    finally:
+        await tub.stopService()
+
+
+async def _ping_with(
+    reactor: Any, tub: Any, sturdy: Any, args: argparse.Namespace, out: TextIO, err: TextIO, source: str
+) -> int:
+    hints = list(sturdy.locationHints)
+    _print(out, "pinging Tub %s at %d hint%s (%s)"
+           % (sturdy.tubID, len(hints), "" if len(hints) == 1 else "s", source))
+    started = time.monotonic()
+    connecting = tub.getReference(sturdy)
+    info = tub.getConnectionInfoForFURL(args.furl)
+    connecting.addTimeout(args.timeout, reactor)
+    try:
+        rref = await connecting
+    except Exception as e:
+        _report_hints(out, info, hints)
+        why = "no connection within %s s" % (args.timeout,) if isinstance(e, defer.TimeoutError) else (str(e) or repr(e))
+        _print(err, "%s ping: could not connect: %s" % (PROG, why))
+        return EXIT_FAILED
+    connected = time.monotonic() - started
+    info = rref.getConnectionInfo()
+    _report_hints(out, info, hints)
+    _print(out, "connected in %.2f s through %s" % (connected, info.winningHint))
+    _print(out, "this end:  %s" % (_describe_side(_side_of(rref.tracker.broker.transport)),))
+    try:
+        theirs = await rref.callRemote("whoami", _Caller())
+    except Exception as e:
+        _print(out, "other end: unknown")
+        _print(err, "%s ping: connected, but the object at this FURL is not a %s ping service: %s"
+               % (PROG, PROG, str(e) or repr(e)))
+        return EXIT_FAILED
+    _print(out, "other end: %s (%s)" % (_describe_side(theirs), theirs.get("software", "unknown software")))
+    times = []
+    for number in range(1, args.count + 1):
+        sent = time.perf_counter()
+        try:
+            payload = b"ping %d" % (number,)
+            echoed = await rref.callRemote("ping", payload)
+        except Exception as e:
+            _print(err, "%s ping: call %d failed: %s" % (PROG, number, str(e) or repr(e)))
+            return EXIT_FAILED
+        took = (time.perf_counter() - sent) * 1000
+        if echoed != payload:
+            _print(err, "%s ping: call %d came back altered" % (PROG, number))
+            return EXIT_FAILED
+        times.append(took)
+        _print(out, "ping %d: %.2f ms" % (number, took))
+        if number < args.count and args.interval > 0:
+            await task.deferLater(reactor, args.interval, lambda: None)
+    _print(out, "%d of %d calls answered; round trip min/avg/max = %.2f/%.2f/%.2f ms"
+           % (len(times), args.count, min(times), sum(times) / len(times), max(times)))
+    return EXIT_OK
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog=PROG,
+        description="Role-based Foolscap (listener = TLS server, dialer = TLS client) from a "
+        "Tahoe-LAFS-style configuration file: check it, create one, serve with it, ping a FURL.",
+        epilog="Exit status: 0 success, 1 connection or start failure, 2 usage or configuration error.",
+    )
+    top.add_argument("--version", action="version", version="%s %s" % (PROG, __version__))
+    commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    check = commands.add_parser(
+        "check", help="validate a configuration and say what it would do",
+        description="Validate CONFIG (a node.cfg/tahoe.cfg, or a directory holding one) and print "
+        "the handler for each hint type, the listeners and the location FURLs would announce. "
+        "Nothing is started, listened on or written.",
+    )
+    check.add_argument("config", metavar="CONFIG")
+
+    create = commands.add_parser(
+        "create-node", help="write a configuration (and keys) for a new node",
+        description="Write DIRECTORY/%s (and the keys it needs under DIRECTORY/private) the way "
+        "'tahoe create-node' writes tahoe.cfg. --listen=tor makes the onion key here (no tor needed "
+        "until 'serve'); --listen=i2p asks the I2P router's SAM bridge for a destination key." % (CONFIG_NAME,),
+    )
+    create.add_argument("directory", metavar="DIRECTORY", help="a new (or empty) directory")
+    create.add_argument("--listen", default="tcp", metavar="tcp|tor|i2p|none",
+                        help="how other Tubs reach this one; comma-separated for several (default: tcp)")
+    create.add_argument("--hostname", help="with --listen=tcp: the name or address other machines reach "
+                        "this one at (a loopback one also binds the listener to it)")
+    create.add_argument("--port", help="with --listen=tcp: the server endpoint to listen on, e.g. tcp:3457 "
+                        "(with --location)")
+    create.add_argument("--location", help="with --listen=tcp: the hints to announce, e.g. "
+                        "tcp:example.net:3457 (with --port)")
+    create.add_argument("--tor-launch", action="store_true", help="launch a tor of our own when serving")
+    create.add_argument("--tor-executable", help="with --tor-launch: the tor to launch")
+    create.add_argument("--tor-control-port", metavar="ENDPOINT",
+                        help="a running tor's control port, e.g. tcp:127.0.0.1:9051 (default: the first "
+                        "of %s that answers)" % (", ".join(TOR_CONTROL_PORTS),))
+    create.add_argument("--i2p-launch", action="store_true", help="launch an i2pd of our own")
+    create.add_argument("--i2p-executable", help="with --i2p-launch: the i2pd to launch")
+    create.add_argument("--i2p-sam-port", metavar="ENDPOINT",
+                        help="a running I2P router's SAM bridge (default: tcp:127.0.0.1:7656)")
+    create.add_argument("--i2cp-options", metavar="NAME=VALUE,...",
+                        help="I2CP options for the SAM sessions, e.g. inbound.length=1,outbound.length=1")
+    create.add_argument("--hide-ip", action="store_true",
+                        help="reveal-IP-address = false, and dial tcp: hints through tor")
+
+    serve = commands.add_parser(
+        "serve", help="run a Tub with a ping/echo service until interrupted",
+        description="Start the Tub CONFIG describes, register a small ping/echo service, print its "
+        "FURL and serve until Ctrl-C (or SIGTERM). Slow steps (launching tor, bootstrap, publishing "
+        "the onion service, opening the SAM session) are reported as they happen. The FURL is kept in "
+        "DIR/%s, so it stays the same across runs." % (PING_FURL_FILE,),
+    )
+    serve.add_argument("config", metavar="CONFIG")
+
+    ping = commands.add_parser(
+        "ping", help="connect to a FURL and report what happened to each hint",
+        description="Connect to FURL with CONFIG's handlers (default: tcp direct, tor through "
+        "127.0.0.1:9050, i2p through SAM at 127.0.0.1:7656), report what happened to each hint, "
+        "which won, the TLS side each end took and the round-trip times. Exit status 0 only if the "
+        "calls succeeded.",
+    )
+    ping.add_argument("furl", metavar="FURL")
+    ping.add_argument("--config", metavar="CONFIG", help="use this configuration's handlers")
+    ping.add_argument("--count", type=int, default=3, metavar="N", help="calls to time (default: 3)")
+    ping.add_argument("--interval", type=float, default=0.2, metavar="SECONDS",
+                      help="pause between calls (default: 0.2)")
+    ping.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+                      help="give up connecting after this long (default, and at most: 120, Foolscap's "
+                      "own limit)")
+    return top
+
+
+_COMMANDS = {"check": _check, "create-node": _create_node, "serve": _serve, "ping": _ping}
+
+
+async def run(reactor: Any, argv: Sequence[str], out: TextIO, err: TextIO) -> int:
+    """Run one command; its exit status.  Usage errors raise SystemExit(2) from argparse."""
+    args = parser().parse_args(list(argv))
+    try:
+        return int(await _COMMANDS[args.command](reactor, args, out, err))
+    except _Usage as e:
+        _print(err, "%s %s: error: %s" % (PROG, args.command, e))
+        return EXIT_USAGE
+    except _Failed as e:
+        _print(err, "%s %s: %s" % (PROG, args.command, e))
+        return EXIT_FAILED
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """The console script: C{foolscap-sidetls COMMAND ...}."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser().parse_args(arguments)  # usage errors and --help before the reactor starts
+
+    async def entry(reactor: Any) -> None:
+        # Start once the reactor runs: only then has it installed its
+        # SIGINT/SIGTERM handlers, so a Ctrl-C right after serve prints its
+        # FURL stops the Tub cleanly instead of raising KeyboardInterrupt.
+        running: Deferred = Deferred()
+        reactor.callWhenRunning(running.callback, None)
+        await running
+        code = await run(reactor, arguments, sys.stdout, sys.stderr)
+        raise SystemExit(code)
+
+    task.react(lambda reactor: Deferred.fromCoroutine(entry(reactor)))

@@ -1,0 +1,488 @@
+"""
+The foolscap-sidetls command: the real program in subprocesses for what a
+user runs (create-node, serve, ping over loopback TCP; exit statuses;
+nothing left behind by an invalid file), and its pieces in-process for
+option checking and for create-node against an in-memory SAM bridge.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import redirect_stdout
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from foolscap_sidetls import _cli, config, i2p
+
+from .test_i2p import FakeSAMBridge
+
+PROGRAM = os.path.join(os.path.dirname(sys.executable), "foolscap-sidetls")
+#: Generous: a loaded 2-core machine runs several suites at once.
+WAIT = 30.0
+
+
+def scratch(case: Any) -> str:
+    path = tempfile.mkdtemp(prefix="sidetls-cli-test-")
+    case.addCleanup(shutil.rmtree, path, True)
+    return path
+
+
+def listing(top: str) -> list[str]:
+    return sorted(os.path.relpath(os.path.join(root, name), top)
+                  for root, dirs, files in os.walk(top) for name in dirs + files)
+
+
+def program(*args: str, module: bool = False) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "foolscap_sidetls"] if module else [PROGRAM]
+    return subprocess.run(argv + list(args), capture_output=True, text=True, timeout=WAIT)
+
+
+class Serving:
+    """A 'serve' subprocess, read line by line until its FURL appears."""
+
+    def __init__(self, case: Any, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [PROGRAM, "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        case.addCleanup(self.kill)
+        self.lines: list[str] = []
+        self.rest = b""
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+    def furl(self) -> str:
+        assert self.process.stdout is not None
+        fd = self.process.stdout.fileno()
+        selector = selectors.DefaultSelector()
+        selector.register(fd, selectors.EVENT_READ)
+        pending = b""
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            # Raw reads: a buffered readline() would hide lines it read ahead from select().
+            if not selector.select(timeout=deadline - time.monotonic()):
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for index, line in enumerate(lines):
+                self.lines.append(line.decode())
+                if line.startswith(b"furl: "):
+                    self.rest = b"".join(rest + b"\n" for rest in lines[index + 1:]) + pending
+                    return line[len(b"furl: "):].decode().strip()
+        raise AssertionError("serve printed no FURL: %r, stderr %r" % (self.lines, self.stop()[2]))
+
+    def stop(self) -> tuple[int, str, str]:
+        """SIGINT (Ctrl-C); the exit status, the rest of stdout, stderr."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        out, err = self.process.communicate(timeout=WAIT)
+        return self.process.returncode, self.rest.decode() + out, err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Program(SynchronousTestCase):
+    """The installed command, as a user runs it."""
+
+    def setUp(self) -> None:
+        self.dir = scratch(self)
+
+    def test_create_node_serve_ping_over_tcp(self) -> None:
+        node = os.path.join(self.dir, "node")
+        created = program("create-node", node, "--listen=tcp", "--hostname=127.0.0.1")
+        self.assertEqual(created.returncode, 0, created.stderr)
+        path = os.path.join(node, "node.cfg")
+        self.assertIn("created %s\n" % (path,), created.stdout)
+
+        serving = Serving(self, node)
+        furl = serving.furl()
+        self.assertEqual(serving.lines[0], "foolscap-sidetls %s serving %r (pid %d)"
+                         % (_cli.__version__, path, serving.process.pid))
+        self.assertRegex(furl, r"^pb://[a-z2-7]{32}@tcp:127\.0\.0\.1:\d+/[a-z2-7]{32}$")
+        hint = furl.split("@")[1].split("/")[0]
+
+        pinged = program("ping", furl, "--count", "2", "--interval", "0")
+        self.assertEqual(pinged.returncode, 0, pinged.stdout + pinged.stderr)
+        lines = pinged.stdout.splitlines()
+        self.assertEqual(lines[0], "pinging Tub %s at 1 hint (default handlers)" % (furl[5:37],))
+        self.assertEqual(lines[1:3], ["  %s: connected; this hint won" % (hint,), "    via sidetls+tcp"])
+        self.assertRegex(lines[3], r"^connected in \d+\.\d\d s through %s$" % (hint,))
+        self.assertEqual(lines[4], "this end:  dialer, TLS client")
+        self.assertEqual(lines[5], "other end: listener, TLS server (foolscap-sidetls %s)" % (_cli.__version__,))
+        self.assertRegex(lines[6], r"^ping 1: \d+\.\d\d ms$")
+        self.assertRegex(lines[7], r"^ping 2: \d+\.\d\d ms$")
+        self.assertRegex(lines[8], r"^2 of 2 calls answered; round trip min/avg/max = [\d.]+/[\d.]+/[\d.]+ ms$")
+        self.assertEqual(len(lines), 9)
+        self.assertEqual(pinged.stderr, "")
+
+        # with the node's own configuration too
+        again = program("ping", furl, "--config", path, "--count", "1")
+        self.assertEqual(again.returncode, 0, again.stdout + again.stderr)
+        self.assertIn("(handlers from %r)" % (path,), again.stdout)
+
+        code, rest, err = serving.stop()
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(rest.splitlines()[-3:-2], ["ready after %s; try 'foolscap-sidetls ping %s'; Ctrl-C stops"
+                                                     % (rest.split("ready after ")[1].split(";")[0], furl)])
+        self.assertEqual(rest.splitlines()[-2:], ["stopping...", "stopped"])
+
+        # The same FURL on the next start: same identity, same name.
+        serving = Serving(self, node)
+        self.assertEqual(serving.furl(), furl)
+        self.assertEqual(serving.stop()[0], 0)
+
+    def test_ping_refused(self) -> None:
+        port = free_port()
+        furl = "pb://%s@tcp:127.0.0.1:%d/%s" % ("a" * 32, port, "b" * 32)
+        pinged = program("ping", furl, "--timeout", "20")
+        self.assertEqual(pinged.returncode, 1)
+        self.assertEqual(
+            pinged.stdout,
+            "pinging Tub %s at 1 hint (default handlers)\n"
+            "  tcp:127.0.0.1:%d: refused: nothing accepts connections there\n    via sidetls+tcp\n"
+            % ("a" * 32, port),
+        )
+        self.assertEqual(pinged.stderr, "foolscap-sidetls ping: could not connect: Connection was refused by "
+                         "other side: 111: Connection refused.\n")
+
+    def test_usage_errors_exit_2(self) -> None:
+        for args, message in [
+            (("ping", "http://example.org/"),
+             "foolscap-sidetls ping: error: 'http://example.org/' is not a FURL (unknown FURL prefix in "
+             "'http://example.org/'); expected pb://TUBID@HINTS/NAME\n"),
+            (("frobnicate",), None),
+            (("ping",), None),
+        ]:
+            result = program(*args)
+            self.assertEqual(result.returncode, 2, (args, result.stderr))
+            self.assertEqual(result.stdout, "")
+            if message is not None:
+                self.assertEqual(result.stderr, message)
+            else:
+                self.assertTrue(result.stderr.startswith("usage: foolscap-sidetls"), result.stderr)
+
+    def test_check_as_module(self) -> None:
+        path = os.path.join(self.dir, "node.cfg")
+        with open(path, "w") as f:
+            f.write("[node]\ntub.port = disabled\ntub.location = disabled\n[connections]\ntcp = toor\n")
+        result = program("check", path, module=True)
+        self.assertEqual((result.returncode, result.stdout), (2, ""))
+        self.assertEqual(
+            result.stderr,
+            "foolscap-sidetls check: error: %r [connections] tcp = 'toor': unknown handler; expected one of "
+            "tcp, tor, i2p, disabled\n" % (path,),
+        )
+        with open(path, "w") as f:
+            f.write("[node]\ntub.port = disabled\ntub.location = disabled\n")
+        result = program("check", self.dir, module=True)  # a directory means its node.cfg
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        self.assertEqual(result.stdout.splitlines()[0], "%r is valid." % (path,))
+
+    def test_invalid_config_leaves_nothing_behind(self) -> None:
+        """
+        A file that would launch tor (a stand-in that leaves a mark if it
+        ever runs), publish an onion and listen, but has one bad value.
+        """
+        marker = os.path.join(self.dir, "tor-ran")
+        tor = os.path.join(self.dir, "fake-tor")
+        with open(tor, "w") as f:
+            f.write("#!/bin/sh\ntouch %s\nsleep 60\n" % (marker,))
+        os.chmod(tor, 0o755)
+        key, onion = config._new_onion_key()
+        os.makedirs(os.path.join(self.dir, "private"))
+        with open(os.path.join(self.dir, "private", "tor.key"), "w") as f:
+            f.write(key)
+        path = os.path.join(self.dir, "node.cfg")
+        with open(path, "w") as f:
+            f.write(
+                "[node]\ntub.port = tcp:%d:interface=127.0.0.1,listen:tor\ntub.location = tor:%s:3457\n"
+                "timeout.keepalive = soon\n"
+                "[tor]\nlaunch = true\ntor.executable = fake-tor\nonion = true\nonion.local_port = %d\n"
+                "onion.external_port = 3457\nonion.private_key_file = private/tor.key\n"
+                "[connections]\ntcp = tor\n" % (free_port(), onion, free_port())
+            )
+        before = listing(self.dir)
+        result = program("serve", path)
+        self.assertEqual((result.returncode, result.stdout), (2, ""))
+        self.assertEqual(
+            result.stderr,
+            "foolscap-sidetls serve: error: %r [node] timeout.keepalive = 'soon': not a number of seconds; "
+            "expected a whole number of seconds, e.g. 600\n" % (path,),
+        )
+        self.assertEqual(listing(self.dir), before)
+        self.assertFalse(os.path.exists(marker))
+
+    def test_serve_port_in_use(self) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            port = taken.getsockname()[1]
+            path = os.path.join(self.dir, "node.cfg")
+            with open(path, "w") as f:
+                f.write("[node]\ntub.port = tcp:%d:interface=127.0.0.1\ntub.location = tcp:127.0.0.1:%d\n" % (port, port))
+            result = program("serve", path)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertEqual(
+            result.stderr,
+            "foolscap-sidetls serve: %r [node] tub.port: could not listen on 'tcp:%d:interface=127.0.0.1' "
+            "(Couldn't listen on 127.0.0.1:%d: [Errno 98] Address already in use.)\n" % (path, port, port),
+        )
+
+    def test_serve_needs_a_listener(self) -> None:
+        path = os.path.join(self.dir, "node.cfg")
+        with open(path, "w") as f:
+            f.write("[node]\ntub.port = disabled\ntub.location = disabled\n")
+        result = program("serve", path)
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(
+            result.stderr,
+            "foolscap-sidetls serve: error: %r [node] tub.port = 'disabled': this Tub only dials, so there is "
+            "nothing to serve; set tub.port and tub.location (or use 'create-node')\n" % (path,),
+        )
+
+
+# -- in-process -----------------------------------------------------------------------
+
+
+def run(argv: list[str], **kwargs: Any) -> tuple[Deferred, io.StringIO, io.StringIO]:
+    out, err = io.StringIO(), io.StringIO()
+    args = _cli.parser().parse_args(argv)
+    command = _cli._COMMANDS[args.command]
+
+    async def go() -> int:
+        try:
+            return int(await command(reactor, args, out, err, **kwargs))
+        except _cli._Usage as e:
+            err.write("error: %s\n" % (e,))
+            return _cli.EXIT_USAGE
+        except _cli._Failed as e:
+            err.write("failed: %s\n" % (e,))
+            return _cli.EXIT_FAILED
+
+    return Deferred.fromCoroutine(go()), out, err
+
+
+class Help(SynchronousTestCase):
+    def test_every_command_has_help(self) -> None:
+        for command, first in [
+            ([], "usage: foolscap-sidetls [-h] [--version] COMMAND ..."),
+            (["check"], "usage: foolscap-sidetls check [-h] CONFIG"),
+            (["create-node"], "usage: foolscap-sidetls create-node [-h] [--listen tcp|tor|i2p|none]"),
+            (["serve"], "usage: foolscap-sidetls serve [-h] CONFIG"),
+            (["ping"], "usage: foolscap-sidetls ping [-h] [--config CONFIG] [--count N]"),
+        ]:
+            out = io.StringIO()
+            with redirect_stdout(out):
+                e = self.assertRaises(SystemExit, _cli.parser().parse_args, command + ["--help"])
+            self.assertEqual(e.code, 0)
+            self.assertTrue(out.getvalue().startswith(first), out.getvalue())
+
+
+class CreateNode(TestCase):
+    def setUp(self) -> None:
+        self.dir = scratch(self)
+
+    def create(self, *options: str, **kwargs: Any) -> tuple[int, str, str]:
+        d, out, err = run(["create-node", os.path.join(self.dir, "node"), *options], **kwargs)
+        return self.successResultOf(d), out.getvalue(), err.getvalue()
+
+    def check(self) -> list[str]:
+        d, out, err = run(["check", os.path.join(self.dir, "node")])
+        self.assertEqual((self.successResultOf(d), err.getvalue()), (0, ""))
+        return out.getvalue().splitlines()
+
+    def read(self) -> str:
+        with open(os.path.join(self.dir, "node", "node.cfg")) as f:
+            return f.read()
+
+    def test_option_errors(self) -> None:
+        for options, message in [
+            ([], "--listen=tcp needs --hostname=NAME (what other machines call this one), or --port=ENDPOINT "
+                 "and --location=HINTS"),
+            (["--listen=udp"], "--listen=udp: unknown listener 'udp'; expected tcp, tor, i2p (comma-separated) "
+                               "or none"),
+            (["--listen=none,tcp"], "--listen=none cannot be combined with other listeners"),
+            (["--hostname=a", "--hide-ip"], "--hide-ip cannot be used with --listen=tcp (a tcp: hint reveals "
+                                            "this machine's address); try --listen=tor"),
+            (["--port=tcp:3457"], "--port and --location go together (--port says where to listen, --location "
+                                  "what to announce)"),
+            (["--hostname=a", "--port=tcp:1", "--location=tcp:a:1"],
+             "--hostname cannot be used with --port/--location (they say where, explicitly)"),
+            (["--listen=tor", "--hostname=a"], "--hostname, --port and --location are for --listen=tcp"),
+            (["--listen=tor", "--tor-launch", "--tor-control-port=tcp:127.0.0.1:9051"],
+             "use either --tor-launch or --tor-control-port, not both"),
+            (["--listen=i2p", "--i2p-launch", "--i2p-sam-port=tcp:127.0.0.1:7656"],
+             "use either --i2p-launch or --i2p-sam-port, not both"),
+            (["--hostname=a", "--tor-launch"], "--tor-* options need --listen=tor or --hide-ip"),
+            (["--hostname=a", "--i2cp-options=inbound.length=1"], "--i2p-* options need --listen=i2p"),
+            (["--listen=tor", "--tor-executable=tor"], "--tor-executable needs --tor-launch"),
+            (["--listen=tor", "--tor-control-port=tcp:127.0.0.1:x"],
+             "--tor-control-port=tcp:127.0.0.1:x is not a client endpoint description (invalid literal for "
+             "int() with base 10: 'x'); expected one such as tcp:127.0.0.1:9051"),
+        ]:
+            self.assertEqual(self.create(*options), (2, "", "error: %s\n" % (message,)), options)
+        self.assertEqual(os.listdir(self.dir), [])
+
+    def test_directory_must_be_new(self) -> None:
+        os.makedirs(os.path.join(self.dir, "node", "something"))
+        code, out, err = self.create("--hostname=127.0.0.1")
+        self.assertEqual((code, out), (2, ""))
+        self.assertEqual(err, "error: %s exists and is not an empty directory; to avoid clobbering anything, "
+                              "create-node wants a new one\n" % (os.path.join(self.dir, "node"),))
+
+    def test_tcp(self) -> None:
+        code, out, err = self.create("--port=tcp:4000:interface=127.0.0.1", "--location=tcp:127.0.0.1:4000,AUTO")
+        self.assertEqual((code, err), (0, ""))
+        path = os.path.join(self.dir, "node", "node.cfg")
+        self.assertEqual(
+            self.read(),
+            "# -*- mode: conf; coding: utf-8 -*-\n"
+            "# Written by 'foolscap-sidetls create-node'.  The keys mean what they mean in\n"
+            "# Tahoe-LAFS's tahoe.cfg; check this file with 'foolscap-sidetls check %s'.\n\n"
+            "[node]\ntub.port = tcp:4000:interface=127.0.0.1\ntub.location = tcp:127.0.0.1:4000,AUTO\n"
+            "#timeout.keepalive =\n#timeout.disconnect =\n" % (path,),
+        )
+        self.assertEqual(stat_mode(os.path.join(self.dir, "node", "private")), 0o700)
+        lines = self.check()
+        self.assertIn("  tcp:4000:interface=127.0.0.1 (role-based: each connection is the TLS server)", lines)
+        self.assertIn("  tcp:127.0.0.1:4000", lines)
+
+    def test_tor(self) -> None:
+        code, out, err = self.create("--listen=tor", "--hide-ip", "--tor-control-port=tcp:127.0.0.1:9051")
+        self.assertEqual((code, err), (0, ""))
+        text = self.read()
+        local = int(text.split("onion.local_port = ")[1].split("\n")[0])
+        with open(os.path.join(self.dir, "node", "private", "tor_onion.privkey")) as f:
+            onion = config._onion_of_key(f.read().strip())
+        self.assertEqual(stat_mode(os.path.join(self.dir, "node", "private", "tor_onion.privkey")), 0o600)
+        self.assertIn(
+            "[node]\ntub.port = tcp:%d:interface=127.0.0.1\ntub.location = tor:%s:3457\n"
+            "reveal-IP-address = false\n#timeout.keepalive =\n#timeout.disconnect =\n\n"
+            "[connections]\ntcp = tor\n\n"
+            "[tor]\ncontrol.port = tcp:127.0.0.1:9051\nonion = true\nonion.local_port = %d\n"
+            "onion.external_port = 3457\nonion.private_key_file = private/tor_onion.privkey\n" % (local, onion, local),
+            text,
+        )
+        self.assertEqual(out.splitlines()[0], "made the onion service key: %s" % (onion,))
+        lines = self.check()
+        self.assertIn("  tcp: hints -> sidetls+tor (control port tcp:127.0.0.1:9051)", lines)
+        self.assertIn("  tor:%s:3457" % (onion,), lines)
+        self.assertNotIn("warning", " ".join(lines))
+
+    def test_tor_launch(self) -> None:
+        tor = os.path.join(self.dir, "tor")
+        with open(tor, "w") as f:
+            f.write("#!/bin/sh\n")
+        os.chmod(tor, 0o755)
+        code, out, err = self.create("--listen=tor", "--tor-launch", "--tor-executable=" + tor)
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("[tor]\nlaunch = true\ntor.executable = %s\nonion = true\n" % (tor,), self.read())
+        self.assertIn(
+            "  tor: hints -> sidetls+tor (a tor launched here (%s, data in %s))"
+            % (tor, os.path.join(self.dir, "node", "private", "tor-statedir")),
+            self.check(),
+        )
+
+    def test_i2p_asks_the_sam_bridge_for_a_key(self) -> None:
+        bridge = FakeSAMBridge()
+        handlers: list[Any] = []
+
+        def make() -> Any:
+            handlers.append(i2p.sam_endpoint(bridge.endpoint, reactor=bridge.clock))
+            return handlers[-1]
+
+        d, out, err = run(
+            ["create-node", os.path.join(self.dir, "node"), "--listen=i2p", "--i2p-sam-port=tcp:127.0.0.1:7656",
+             "--i2cp-options=inbound.length=0,outbound.length=0"],
+            make_i2p_handler=make,
+        )
+        bridge.flush()
+        self.assertEqual((self.successResultOf(d), err.getvalue()), (0, ""))
+        self.assertEqual(bridge.verbs(), ["HELLO VERSION", "DEST GENERATE"])
+        self.assertEqual(bridge.open_sockets(), [])
+        keyfile = os.path.join(self.dir, "node", "private", "i2p_dest.privkey")
+        address = i2p.address_of(keyfile)
+        self.assertEqual(stat_mode(keyfile), 0o600)
+        self.assertIn(
+            "[node]\ntub.port = listen:i2p\ntub.location = i2p:%s:3457\n" % (address,), self.read()
+        )
+        self.assertIn(
+            "[i2p]\nsam.port = tcp:127.0.0.1:7656\ni2cp.options = inbound.length=0,outbound.length=0\n"
+            "dest = true\ndest.port = 3457\ndest.private_key_file = private/i2p_dest.privkey\n",
+            self.read(),
+        )
+        lines = self.check()
+        self.assertIn("  I2P destination %s:3457 (key %s; through SAM at tcp:127.0.0.1:7656, options "
+                      "inbound.length=0, outbound.length=0)" % (address, keyfile), lines)
+        self.assertIn("  i2p:%s:3457" % (address,), lines)
+        self.assertRegex(address, r"^[a-z2-7]{52}\.b32\.i2p$")
+
+    def test_i2p_bridge_down_leaves_nothing(self) -> None:
+        bridge = FakeSAMBridge()
+        bridge.down = True
+        d, out, err = run(
+            ["create-node", os.path.join(self.dir, "node"), "--listen=i2p"],
+            make_i2p_handler=lambda: i2p.sam_endpoint(bridge.endpoint, reactor=bridge.clock),
+        )
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertTrue(err.getvalue().startswith(
+            "failed: could not make an I2P destination key: no SAM bridge answering at tcp:127.0.0.1:7656 "
+            "(connection refused)."
+        ), err.getvalue())
+        self.assertEqual(os.listdir(self.dir), [])
+
+    def test_listen_none(self) -> None:
+        code, out, err = self.create("--listen=none")
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("[node]\ntub.port = disabled\ntub.location = disabled\n", self.read())
+        self.assertIn("  none (tub.location = disabled): this Tub only dials", self.check())
+
+
+def stat_mode(path: str) -> int:
+    return os.stat(path).st_mode & 0o777
+
+
+class PlainWords(SynchronousTestCase):
+    def test_statuses(self) -> None:
+        for status, handler, won, words in [
+            ("successful", "h", True, "connected; this hint won"),
+            ("successful", "h", False, "connected"),
+            ("abandoned", "h", False, "abandoned: another hint connected first"),
+            ("connection refused", "h", False, "refused: nothing accepts connections there"),
+            ("bad hint: no handler registered", None, False,
+             "not tried: no handler for this hint type (disabled in the configuration, or unknown)"),
+            (None, None, False, "not tried: no handler for this hint type (disabled in the configuration, or unknown)"),
+            ("bad hint: unrecognized TCP hint", "h", False, "unusable hint: unrecognized TCP hint"),
+            ("failed to connect: tor could not connect", "h", False, "failed: tor could not connect"),
+            ("negotiation failed: TLS handshake failed", "h", False,
+             "reached, but the Foolscap/TLS negotiation failed: TLS handshake failed"),
+            ("connecting", "h", False, "gave up while connecting"),
+            ("waiting for tor bootstrap (50%: x)", "h", False, "gave up while: waiting for tor bootstrap (50%: x)"),
+            (None, "h", False, "not tried"),
+        ]:
+            self.assertEqual(_cli._plain(status, handler, won), words)
+

@@ -1,0 +1,892 @@
+"""
+foolscap_sidetls.config: Tahoe-LAFS-style files, checked before anything
+starts, and the Tub they describe -- built on in-memory reactors (no
+sockets, no processes), with an in-memory tor control port for the onion.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import CannotListenError, ProcessTerminated
+from twisted.python.failure import Failure
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from foolscap_sidetls import ISideTLSTransport, config
+from foolscap_sidetls._protocol import SideTLSFactory
+
+from .test_i2p import make_keypair
+from .test_tor import SERVICE_ID, FakeTor, ProcessReactor
+
+ADDRESSES = ["192.0.2.7", "127.0.0.1"]
+
+
+def addresses() -> list[str]:
+    return list(ADDRESSES)
+
+
+def scratch(case: Any) -> str:
+    path = tempfile.mkdtemp(prefix="sidetls-config-test-")
+    case.addCleanup(shutil.rmtree, path, True)
+    return path
+
+
+def listing(top: str) -> list[tuple[str, int]]:
+    """Every file and directory under C{top}, with its size: to prove nothing was written."""
+    found = []
+    for root, dirs, files in os.walk(top):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            found.append((os.path.relpath(path, top), os.stat(path).st_size if name in files else -1))
+    return sorted(found)
+
+
+class Node:
+    """A node directory with the key files and executables the configurations below name."""
+
+    def __init__(self, case: Any) -> None:
+        self.dir = scratch(case)
+        os.makedirs(os.path.join(self.dir, "private"))
+        os.makedirs(os.path.join(self.dir, "bin"))
+        self.tor_key, self.onion = config._new_onion_key()
+        self.write("private/tor.key", self.tor_key + "\n")
+        public, private = make_keypair()
+        self.i2p_public = public
+        self.write("private/i2p.key", private)
+        raw = base64.b64decode(public, altchars=b"-~")
+        self.b32 = base64.b32encode(hashlib.sha256(raw).digest()).decode().lower().rstrip("=") + ".b32.i2p"
+        self.write("private/bad.key", "garbage\n")
+        self.write("i2pd/i2pd.conf", "[sam]\nenabled = true\naddress = 127.0.0.1\nport = 7999\n")
+        self.write("other-i2pd/i2pd.conf", "# the system i2pd's\n[sam]\nenabled = true\n")
+        self.write("i2pd-nosam/i2pd.conf", "log = stdout\n")
+        for name in ("tor", "i2pd"):
+            self.write("bin/" + name, "#!/bin/sh\nexit 1\n")
+            os.chmod(self.path("bin/" + name), 0o755)
+
+    def path(self, relative: str) -> str:
+        return os.path.join(self.dir, relative)
+
+    def write(self, relative: str, text: str) -> str:
+        path = self.path(relative)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def parse(self, text: str) -> config.NodeConfig:
+        return config.from_string(text, source="node.cfg", basedir=self.dir, local_addresses=addresses)
+
+    def cfg(self, text: str, name: str = "node.cfg") -> str:
+        return self.write(name, text)
+
+
+ONION = "[tor]\ncontrol.port = tcp:127.0.0.1:9051\nonion = true\nonion.local_port = 7000\n" \
+        "onion.external_port = 3457\nonion.private_key_file = private/tor.key\n"
+DEST = "[i2p]\nsam.port = tcp:127.0.0.1:7656\ndest = true\ndest.port = 3457\n" \
+       "dest.private_key_file = private/i2p.key\n"
+EXPECT_BOOL = "expected true or false (or yes/no, on/off, 1/0)"
+EXPECT_PORT = "expected a port number from 1 to 65535"
+EXPECT_I2CP = "expected NAME=VALUE pairs separated by commas, e.g. inbound.length=1, outbound.length=1"
+EXPECT_HINT = (
+    "expected hints such as tcp:example.net:3457, tor:ADDRESS.onion:3457, i2p:ADDRESS.b32.i2p, or AUTO"
+)
+
+#: Every key with a bad value (and every missing piece a setting needs), and
+#: the exact message.  {d} is the node directory.
+BAD: list[tuple[str, str]] = [
+    # -- [node] tub.port
+    ("[node]\ntub.port =\n",
+     "'node.cfg' [node] tub.port = '': empty; expected endpoint descriptions separated by commas, or disabled"),
+    ("[node]\ntub.port = 0\n",
+     "'node.cfg' [node] tub.port = '0': port 0 is not allowed: you must choose (the announced location "
+     "must stay valid); expected a fixed port such as tcp:3457"),
+    ("[node]\ntub.port = tcp:0\n",
+     "'node.cfg' [node] tub.port = 'tcp:0': port 0 is not allowed: you must choose (the announced location "
+     "must stay valid); expected a fixed port such as tcp:3457"),
+    ("[node]\ntub.port = listen:foo\n",
+     "'node.cfg' [node] tub.port = 'listen:foo': 'listen:foo' is not a listener this module knows; "
+     "expected listen:tor or listen:i2p"),
+    ("[node]\ntub.port = tcp:3457,,tcp:3458\n",
+     "'node.cfg' [node] tub.port = 'tcp:3457,,tcp:3458': has an empty entry; expected endpoint "
+     "descriptions separated by commas"),
+    ("[node]\ntub.port = tcp:notaport\n",
+     "'node.cfg' [node] tub.port = 'tcp:notaport': 'tcp:notaport' is not a server endpoint description "
+     "(invalid literal for int() with base 10: 'notaport'); expected descriptions such as tcp:3457 or "
+     "tcp:3457:interface=127.0.0.1, listen:tor, listen:i2p"),
+    ("[node]\ntub.port = listen:tor\n",
+     "'node.cfg' [node] tub.port = 'listen:tor': listen:tor needs [tor] onion = true (with "
+     "onion.local_port, onion.external_port and onion.private_key_file)"),
+    ("[node]\ntub.port = listen:i2p\n",
+     "'node.cfg' [node] tub.port = 'listen:i2p': listen:i2p needs [i2p] dest = true (with dest.port and "
+     "dest.private_key_file)"),
+    ("[node]\ntub.port = disabled\n",
+     "'node.cfg' [node] tub.location is not set: announced, but [node] tub.port = 'disabled' listens "
+     "nowhere; expected tub.location = disabled too (a Tub that only dials)"),
+    # -- [node] tub.location
+    ("[node]\ntub.location = disabled\n",
+     "'node.cfg' [node] tub.port is not set: listens, but [node] tub.location = 'disabled' announces "
+     "nothing; expected tub.port = disabled too (a Tub that only dials)"),
+    ("[node]\ntub.port = tcp:3457\ntub.location =\n",
+     "'node.cfg' [node] tub.location = '': empty; expected hints separated by commas, AUTO, or disabled"),
+    ("[node]\ntub.port = tcp:3457\ntub.location = tcp:example.net:http\n",
+     "'node.cfg' [node] tub.location = 'tcp:example.net:http': 'tcp:example.net:http' is not a "
+     "tcp:HOST:PORT hint; " + EXPECT_HINT),
+    ("[node]\ntub.port = tcp:3457\ntub.location = tcp:example.net:0\n",
+     "'node.cfg' [node] tub.location = 'tcp:example.net:0': 'tcp:example.net:0' has port 0; " + EXPECT_PORT),
+    ("[node]\ntub.port = tcp:3457\ntub.location = tcp:example.net:\u0663\u0664\u0665\u0667\n",
+     "'node.cfg' [node] tub.location = 'tcp:example.net:\u0663\u0664\u0665\u0667': 'tcp:example.net:"
+     "\u0663\u0664\u0665\u0667' has port \u0663\u0664\u0665\u0667; " + EXPECT_PORT),
+    ("[node]\ntub.port = tcp:3457\ntub.location = tor:x\n",
+     "'node.cfg' [node] tub.location = 'tor:x': 'tor:x' is not a tor:HOST:PORT hint; " + EXPECT_HINT),
+    ("[node]\ntub.port = tcp:3457\ntub.location = i2p:bad\n",
+     "'node.cfg' [node] tub.location = 'i2p:bad': I2P hint 'i2p:bad': 'bad' is not an I2P address "
+     "(expected 'i2p:ADDRESS' or 'i2p:ADDRESS:PORT', ADDRESS being NAME.i2p or <52 characters>.b32.i2p); "
+     + EXPECT_HINT),
+    ("[node]\ntub.port = tcp:3457\ntub.location = tcp:example.net:1,\n",
+     "'node.cfg' [node] tub.location = 'tcp:example.net:1,': has an empty entry; expected hints "
+     "separated by commas"),
+    ("[node]\ntub.port = tcp:3457\ntub.location = pb://x@y/z\n",
+     "'node.cfg' [node] tub.location = 'pb://x@y/z': 'pb://x@y/z' is not a connection hint; " + EXPECT_HINT),
+    ("[node]\ntub.port = listen:tor\ntub.location = AUTO\n" + ONION,
+     "'node.cfg' [node] tub.location = 'AUTO': AUTO announces tcp:ADDRESS:PORT, but [node] tub.port "
+     "has no tcp: listener to take the PORT from; expected a tcp:PORT entry in tub.port, or explicit hints"),
+    ("[node]\ntub.port = tcp:0:interface=127.0.0.1\n",
+     "'node.cfg' [node] tub.location is not set (so AUTO): AUTO announces tcp:ADDRESS:PORT, but the first tcp: "
+     "listener in [node] tub.port has port 0 (a different one at every start); expected a fixed port in "
+     "tub.port, or explicit hints"),
+    # -- [node] others
+    ("[node]\nreveal-IP-address = maybe\n",
+     "'node.cfg' [node] reveal-IP-address = 'maybe': not a boolean; " + EXPECT_BOOL),
+    ("[node]\ntimeout.keepalive = soon\n",
+     "'node.cfg' [node] timeout.keepalive = 'soon': not a number of seconds; expected a whole number of "
+     "seconds, e.g. 600"),
+    ("[node]\ntimeout.disconnect = -1\n",
+     "'node.cfg' [node] timeout.disconnect = '-1': not a number of seconds; expected a whole number of "
+     "seconds, e.g. 600"),
+    ("[node]\ntub.prot = tcp:3457\n",
+     "'node.cfg' [node] tub.prot = 'tcp:3457': unknown key (did you mean tub.port?); expected one of "
+     "tub.port, tub.location, reveal-IP-address, timeout.keepalive, timeout.disconnect"),
+    # -- [connections]
+    ("[connections]\ntcp = toor\n",
+     "'node.cfg' [connections] tcp = 'toor': unknown handler; expected one of tcp, tor, i2p, disabled"),
+    ("[connections]\ntcp = tor\n[tor]\nenabled = false\n",
+     "'node.cfg' [connections] tcp = 'tor': the tor handler is not available ([tor] enabled = false); "
+     "expected a handler that is enabled, or disabled"),
+    ("[connections]\ntcp = i2p\n[i2p]\nenabled = no\n",
+     "'node.cfg' [connections] tcp = 'i2p': the i2p handler is not available ([i2p] enabled = false); "
+     "expected a handler that is enabled, or disabled"),
+    ("[connections]\nudp = tcp\n",
+     "'node.cfg' [connections] udp = 'tcp': unknown key; expected one of tcp"),
+    # -- [tor]
+    ("[tor]\nenabled = perhaps\n", "'node.cfg' [tor] enabled = 'perhaps': not a boolean; " + EXPECT_BOOL),
+    ("[tor]\nlaunch = 2\n", "'node.cfg' [tor] launch = '2': not a boolean; " + EXPECT_BOOL),
+    ("[tor]\nonion = sure\n", "'node.cfg' [tor] onion = 'sure': not a boolean; " + EXPECT_BOOL),
+    ("[tor]\ncontrol.port =\n",
+     "'node.cfg' [tor] control.port = '': empty; expected a client endpoint description such as "
+     "'tcp:127.0.0.1:9051'"),
+    ("[tor]\ncontrol.port = tcp:127.0.0.1:notaport\n",
+     "'node.cfg' [tor] control.port = 'tcp:127.0.0.1:notaport': not a client endpoint description "
+     "(invalid literal for int() with base 10: 'notaport'); expected one such as 'tcp:127.0.0.1:9051'"),
+    ("[tor]\nsocks.port = tcp:127.0.0.1:x\n",
+     "'node.cfg' [tor] socks.port = 'tcp:127.0.0.1:x': not a client endpoint description (invalid "
+     "literal for int() with base 10: 'x'); expected one such as 'tcp:127.0.0.1:9050'"),
+    ("[tor]\nlaunch = true\ntor.executable = bin/missing\n",
+     "'node.cfg' [tor] tor.executable = 'bin/missing': {d}/bin/missing is not an executable file; "
+     "expected the path of a tor executable (relative paths start at {d})"),
+    ("[tor]\nlaunch = true\ntor.executable = no-such-tor\n",
+     "'node.cfg' [tor] tor.executable = 'no-such-tor': not found on PATH or in /usr/sbin, /usr/local/sbin, "
+     "/usr/bin, /usr/local/bin; expected the name or path of a tor executable"),
+    ("[tor]\nonion = true\n",
+     "'node.cfg' [tor] onion = 'true': needs [tor] launch = true or [tor] control.port: only tor's control "
+     "port can publish an onion service"),
+    ("[tor]\nonion = true\nsocks.port = tcp:127.0.0.1:9050\n",
+     "'node.cfg' [tor] onion = 'true': needs [tor] launch = true or [tor] control.port: only tor's control "
+     "port can publish an onion service"),
+    ("[tor]\nonion = true\ncontrol.port = tcp:127.0.0.1:9051\n",
+     "'node.cfg' [tor] onion = 'true': needs [tor] onion.local_port; expected a port number from 1 to "
+     "65535: the 127.0.0.1 port the onion service forwards to"),
+    ("[tor]\nonion = true\ncontrol.port = tcp:127.0.0.1:9051\nonion.local_port = 7000\n",
+     "'node.cfg' [tor] onion = 'true': needs [tor] onion.external_port; expected a port number from 1 to "
+     "65535: the onion service's port, e.g. 3457"),
+    ("[tor]\nonion = true\ncontrol.port = tcp:127.0.0.1:9051\nonion.local_port = 7000\n"
+     "onion.external_port = 3457\n",
+     "'node.cfg' [tor] onion = 'true': needs [tor] onion.private_key_file; expected the path of the onion "
+     "service's key file"),
+    ("[node]\ntub.port = listen:tor\n" + ONION.replace("private/tor.key", "private/missing.key"),
+     "'node.cfg' [tor] onion.private_key_file = 'private/missing.key': {d}/private/missing.key does not "
+     "exist (relative paths start at {d}); expected a key file, as 'foolscap-sidetls create-node "
+     "--listen=tor' writes"),
+    ("[node]\ntub.port = listen:tor\n" + ONION.replace("private/tor.key", "private/bad.key"),
+     "'node.cfg' [tor] onion.private_key_file = 'private/bad.key': {d}/private/bad.key does not hold a tor "
+     "onion service key (it does not start with 'ED25519-V3:'); expected one line 'ED25519-V3:<base64>', as "
+     "tor and Tahoe-LAFS write it"),
+    ("[tor]\nonion.private_key_file =\n",
+     "'node.cfg' [tor] onion.private_key_file = '': empty; expected the path of the onion service's key "
+     "file"),
+    ("[node]\ntub.port = tcp:3457\n" + ONION,
+     "'node.cfg' [tor] onion = 'true': the onion service forwards to 127.0.0.1:7000, but [node] tub.port "
+     "does not listen there; expected listen:tor (or tcp:7000:interface=127.0.0.1) in [node] tub.port"),
+    ("[node]\ntub.port = tcp:7000\n" + ONION,
+     "'node.cfg' [node] tub.port = 'tcp:7000': 'tcp:7000' and [tor] onion.local_port = 7000: the onion "
+     "service's listener is on 127.0.0.1 only; expected tcp:7000:interface=127.0.0.1 or listen:tor"),
+    ("[tor]\nonion.local_port = 0\n", "'node.cfg' [tor] onion.local_port = '0': not a port number; " + EXPECT_PORT),
+    ("[tor]\nonion.local_port = \u0667\u0660\u0660\u0660\n",  # Arabic-Indic digits: int() reads them
+     "'node.cfg' [tor] onion.local_port = '\u0667\u0660\u0660\u0660': not a port number; " + EXPECT_PORT),
+    ("[tor]\nonion.external_port = 65536\n",
+     "'node.cfg' [tor] onion.external_port = '65536': not a port number; " + EXPECT_PORT),
+    ("[tor]\nhidden_service_dir = x\n",
+     "'node.cfg' [tor] hidden_service_dir = 'x': unknown key; expected one of enabled, launch, "
+     "tor.executable, control.port, socks.port, onion, onion.local_port, onion.external_port, "
+     "onion.private_key_file"),
+    # -- [i2p]
+    ("[i2p]\nenabled = maybe\n", "'node.cfg' [i2p] enabled = 'maybe': not a boolean; " + EXPECT_BOOL),
+    ("[i2p]\nlaunch = often\n", "'node.cfg' [i2p] launch = 'often': not a boolean; " + EXPECT_BOOL),
+    ("[i2p]\ndest = y\n", "'node.cfg' [i2p] dest = 'y': not a boolean; " + EXPECT_BOOL),
+    ("[i2p]\nsam.port = tcp:127.0.0.1:sam\n",
+     "'node.cfg' [i2p] sam.port = 'tcp:127.0.0.1:sam': not a client endpoint description (invalid literal "
+     "for int() with base 10: 'sam'); expected one such as 'tcp:127.0.0.1:7656'"),
+    ("[i2p]\nsam.port = tcp:127.0.0.1:7656\nlaunch = true\n",
+     "'node.cfg' [i2p] launch = 'true': conflicts with [i2p] sam.port = 'tcp:127.0.0.1:7656': a launched "
+     "i2pd has a SAM port of its own; expected one of them"),
+    ("[i2p]\nlaunch = true\ni2p.executable = ./nothere\n",
+     "'node.cfg' [i2p] i2p.executable = './nothere': {d}/nothere is not an executable file; expected the "
+     "path of an i2pd executable (relative paths start at {d})"),
+    ("[i2p]\ni2p.configdir = nowhere\n",
+     "'node.cfg' [i2p] i2p.configdir = 'nowhere': {d}/nowhere does not exist; is i2pd configured there?; "
+     "expected the configuration directory of a running i2pd with its SAM bridge enabled"),
+    ("[i2p]\ni2p.configdir = i2pd-nosam\n",
+     "'node.cfg' [i2p] i2p.configdir = 'i2pd-nosam': {d}/i2pd-nosam/i2pd.conf has no [sam] section, so its "
+     "SAM bridge's address is unknown; add\n  [sam]\n  enabled = true\n  address = 127.0.0.1\n  port = "
+     "7656\nto it and restart i2pd; expected the configuration directory of a running i2pd with its SAM "
+     "bridge enabled"),
+    ("[i2p]\nlaunch = true\ni2p.executable = bin/i2pd\ni2p.configdir = other-i2pd\n",
+     "'node.cfg' [i2p] i2p.configdir = 'other-i2pd': with [i2p] launch = true the launched i2pd keeps its "
+     "data there, but {d}/other-i2pd/i2pd.conf belongs to another i2pd; expected a directory of its own for "
+     "the launched i2pd (or launch = false to use that i2pd)"),
+    ("[i2p]\ndest = true\n",
+     "'node.cfg' [i2p] dest = 'true': needs a SAM bridge to listen through: [i2p] sam.port, launch = true "
+     "or i2p.configdir"),
+    ("[i2p]\ndest = true\nsam.port = tcp:127.0.0.1:7656\n",
+     "'node.cfg' [i2p] dest = 'true': needs [i2p] dest.port; expected a port number from 1 to 65535: the "
+     "I2P port announced in the hint, e.g. 3457"),
+    ("[i2p]\ndest = true\nsam.port = tcp:127.0.0.1:7656\ndest.port = 3457\n",
+     "'node.cfg' [i2p] dest = 'true': needs [i2p] dest.private_key_file; expected the path of the "
+     "destination's key file"),
+    (DEST.replace("private/i2p.key", "private/nokey"),
+     "'node.cfg' [i2p] dest.private_key_file = 'private/nokey': {d}/private/nokey does not exist (relative "
+     "paths start at {d}); expected an I2P private key file, as 'foolscap-sidetls create-node "
+     "--listen=i2p' writes"),
+    (DEST.replace("private/i2p.key", "private/bad.key"),
+     "'node.cfg' [i2p] dest.private_key_file = 'private/bad.key': {d}/private/bad.key does not hold an I2P "
+     "private key; expected an I2P private key file, as 'foolscap-sidetls create-node --listen=i2p' writes"),
+    ("[i2p]\ndest.port = 99999\n", "'node.cfg' [i2p] dest.port = '99999': not a port number; " + EXPECT_PORT),
+    ("[i2p]\ni2cp.options = inbound.length\n",
+     "'node.cfg' [i2p] i2cp.options = 'inbound.length': 'inbound.length' is not NAME=VALUE; " + EXPECT_I2CP),
+    ("[i2p]\ni2cp.options = ID=x\n",
+     "'node.cfg' [i2p] i2cp.options = 'ID=x': 'ID' is set by foolscap-sidetls itself; " + EXPECT_I2CP),
+    ("[i2p]\ni2cp.options = a=\"b\"\n",
+     "'node.cfg' [i2p] i2cp.options = 'a=\"b\"': the value of 'a' has a quote or '='; " + EXPECT_I2CP),
+    ("[i2p]\ni2cp.options = in@bound=1\n",
+     "'node.cfg' [i2p] i2cp.options = 'in@bound=1': option name 'in@bound' has characters other than "
+     "letters, digits, '.', '_', '-'; " + EXPECT_I2CP),
+    ("[i2p]\ni2cp.options = ,\n", "'node.cfg' [i2p] i2cp.options = ',': empty; " + EXPECT_I2CP),
+    # -- the file as a whole
+    ("[tahoe]\n",
+     "'node.cfg' [tahoe]: unknown section; expected one of [node], [connections], [tor], [i2p] (and "
+     "Tahoe-LAFS's [client], [storage], [helper], [sftpd], [ftpd], [magic_folder], [grid_managers], "
+     "[grid_manager_certificates], which are ignored)"),
+    ("[nodes]\n",
+     "'node.cfg' [nodes]: unknown section (did you mean node?); expected one of [node], [connections], "
+     "[tor], [i2p] (and Tahoe-LAFS's [client], [storage], [helper], [sftpd], [ftpd], [magic_folder], "
+     "[grid_managers], [grid_manager_certificates], which are ignored)"),
+    ("tub.port = tcp:3457\n",
+     "'node.cfg': line 1 ('tub.port = tcp:3457') comes before any [section] header; expected [node], "
+     "[connections], [tor] or [i2p] first"),
+    ("[node]\nthis is not a setting\n",
+     "'node.cfg': line 2 ('this is not a setting') is neither 'key = value' nor a [section] header"),
+]
+
+#: reveal-IP-address = false vetoes each way of revealing it (and allows the rest).
+PRIVATE = "[node]\nreveal-IP-address = false\n"
+VETOED: list[tuple[str, str]] = [
+    (PRIVATE + "tub.port = tcp:3457\ntub.location = tor:abc.onion:3457\n",
+     "'node.cfg' [connections] tcp is not set (so tcp): dials tcp: hints directly, which reveals this "
+     "machine's IP address, but [node] reveal-IP-address = false; expected tor or disabled (or i2p)"),
+    (PRIVATE + "tub.port = tcp:3457\ntub.location = tor:abc.onion:3457\n[connections]\ntcp = tcp\n",
+     "'node.cfg' [connections] tcp = 'tcp': dials tcp: hints directly, which reveals this machine's IP "
+     "address, but [node] reveal-IP-address = false; expected tor or disabled (or i2p)"),
+    (PRIVATE + "tub.port = tcp:3457\n[connections]\ntcp = tor\n",
+     "'node.cfg' [node] tub.location is not set (so AUTO): AUTO announces this machine's IP addresses, but "
+     "[node] reveal-IP-address = false; expected tor: or i2p: hints only"),
+    (PRIVATE + "tub.port = tcp:3457\ntub.location = tor:abc.onion:3457,AUTO\n[connections]\ntcp = tor\n",
+     "'node.cfg' [node] tub.location = 'tor:abc.onion:3457,AUTO': AUTO announces this machine's IP "
+     "addresses, but [node] reveal-IP-address = false; expected tor: or i2p: hints only"),
+    (PRIVATE + "tub.port = tcp:3457\ntub.location = tcp:example.net:3457\n[connections]\ntcp = disabled\n",
+     "'node.cfg' [node] tub.location = 'tcp:example.net:3457': the hint 'tcp:example.net:3457' reveals this "
+     "machine's IP address, but [node] reveal-IP-address = false; expected tor: or i2p: hints only"),
+    (PRIVATE + "tub.port = tcp:3457\ntub.location = example.net:3457\n[connections]\ntcp = disabled\n",
+     "'node.cfg' [node] tub.location = 'example.net:3457': the hint 'example.net:3457' reveals this "
+     "machine's IP address, but [node] reveal-IP-address = false; expected tor: or i2p: hints only"),
+]
+
+
+class Errors(SynchronousTestCase):
+    """Each bad value, and each missing piece, is refused with an exact message."""
+
+    def setUp(self) -> None:
+        self.node = Node(self)
+
+    def check(self, table: list[tuple[str, str]]) -> None:
+        before = listing(self.node.dir)
+        for text, expected in table:
+            with self.subTest(text=text):
+                e = self.assertRaises(config.ConfigError, self.node.parse, text)
+                self.assertEqual(str(e), expected.format(d=self.node.dir))
+        self.assertEqual(listing(self.node.dir), before)
+
+    def test_bad_values(self) -> None:
+        self.check(BAD)
+
+    def test_reveal_ip_false_vetoes_each_case(self) -> None:
+        self.check(VETOED)
+
+    def test_error_attributes(self) -> None:
+        e = self.assertRaises(config.ConfigError, self.node.parse, "[connections]\ntcp = toor\n")
+        self.assertEqual(
+            (e.source, e.section, e.key, e.value, e.problem),
+            ("node.cfg", "connections", "tcp", "toor",
+             "unknown handler; expected one of tcp, tor, i2p, disabled"),
+        )
+        self.assertIsInstance(e, ValueError)
+
+    def test_unreadable_file(self) -> None:
+        path = self.node.path("missing.cfg")
+        e = self.assertRaises(config.ConfigError, config.load, path)
+        self.assertEqual(str(e), "%r: cannot read it (No such file or directory)" % (path,))
+
+    def test_tor_launch_without_tor_anywhere(self) -> None:
+        self.patch(os, "environ", dict(os.environ, PATH=self.node.path("empty")))
+        from foolscap_sidetls import tor
+
+        self.patch(tor, "TOR_SEARCH_DIRS", (self.node.path("nothing"),))
+        e = self.assertRaises(config.ConfigError, self.node.parse, "[tor]\nlaunch = true\n")
+        self.assertEqual(
+            str(e),
+            "'node.cfg' [tor] launch = 'true': no tor executable found on PATH or in %s; expected tor "
+            "installed (apt-get install tor) or [tor] tor.executable set to its path" % (self.node.path("nothing"),),
+        )
+
+
+class Values(SynchronousTestCase):
+    """Good values, and what they mean."""
+
+    def setUp(self) -> None:
+        self.node = Node(self)
+
+    def test_defaults_are_tahoes(self) -> None:
+        c = self.node.parse("")
+        self.assertEqual(dict(c.handlers), {"tcp": "tcp", "tor": "tor", "i2p": "i2p"})
+        self.assertTrue(c.listening)
+        self.assertTrue(c.reveal_ip)
+        self.assertEqual(c.tub_port, ())  # chosen at the first start
+        self.assertEqual(c.location, ("tcp:192.0.2.7:<port>", "tcp:127.0.0.1:<port>"))
+        self.assertEqual(dict(c.timeouts), {})
+        self.assertEqual(c.warnings, ())
+
+    def test_tub_port_and_location(self) -> None:
+        c = self.node.parse(
+            "[node]\ntub.port = 3457, tcp:3458:interface=127.0.0.1,sidetls:tcp:3459\n"
+            "tub.location = AUTO,example.net:3457,tcp:[2001:db8::1]:3457\n"
+        )
+        self.assertEqual(c.tub_port, ("tcp:3457", "tcp:3458:interface=127.0.0.1", "sidetls:tcp:3459"))
+        self.assertEqual(
+            c.location,
+            ("tcp:192.0.2.7:3457", "tcp:127.0.0.1:3457", "example.net:3457", "tcp:[2001:db8::1]:3457"),
+        )
+
+    def test_disabled(self) -> None:
+        c = self.node.parse("[node]\ntub.port = disabled\ntub.location = disabled\n[connections]\ntcp = disabled\n")
+        self.assertFalse(c.listening)
+        self.assertEqual((c.tub_port, c.location), ((), ()))
+        self.assertEqual(dict(c.handlers), {"tcp": None, "tor": "tor", "i2p": "i2p"})
+        self.assertIn("  none (tub.location = disabled): this Tub only dials", c.describe())
+
+    def test_booleans_and_timeouts(self) -> None:
+        c = self.node.parse(
+            "[node]\ntub.port = disabled\ntub.location = disabled\nREVEAL-IP-ADDRESS = No\n"
+            "timeout.keepalive = 240\ntimeout.disconnect = \n"
+            "[connections]\ntcp = TOR\n[tor]\nenabled = YES\n[i2p]\nenabled = off\n"
+        )
+        self.assertFalse(c.reveal_ip)
+        self.assertEqual(dict(c.timeouts), {"timeout.keepalive": 240})  # empty: unset, as in Tahoe
+        self.assertEqual(dict(c.handlers), {"tcp": "tor", "tor": "tor", "i2p": None})
+
+    def test_tor_handlers_in_tahoes_order(self) -> None:
+        def tor_of(text: str) -> str:
+            return self.node.parse("[node]\ntub.port = disabled\ntub.location = disabled\n[tor]\n" + text).describe_handler("tor")
+
+        self.assertEqual(tor_of(""), "sidetls+tor (SOCKS 127.0.0.1:9050 or 127.0.0.1:9150, the default)")
+        self.assertEqual(tor_of("control.port = tcp:127.0.0.1:9051\n"), "sidetls+tor (control port tcp:127.0.0.1:9051)")
+        self.assertEqual(
+            tor_of("control.port = tcp:127.0.0.1:9051\nsocks.port = unix:/run/tor/socks\n"),
+            "sidetls+tor (SOCKS port unix:/run/tor/socks)",
+        )
+        self.assertEqual(
+            tor_of("launch = true\ntor.executable = bin/tor\nsocks.port = tcp:127.0.0.1:9050\n"),
+            "sidetls+tor (a tor launched here (%s, data in %s))"
+            % (self.node.path("bin/tor"), self.node.path("private/tor-statedir")),
+        )
+        c = self.node.parse("[tor]\nlaunch = true\ntor.executable = bin/tor\nsocks.port = tcp:127.0.0.1:9050\n"
+                            "[node]\ntub.port = disabled\ntub.location = disabled\n")
+        self.assertEqual(
+            c.warnings,
+            ("[tor] socks.port is not used: [tor] launch = true dials and publishes through the launched tor",),
+        )
+
+    def test_i2p_handlers(self) -> None:
+        def i2p_of(text: str) -> str:
+            return self.node.parse("[node]\ntub.port = disabled\ntub.location = disabled\n[i2p]\n" + text).describe_handler("i2p")
+
+        self.assertEqual(i2p_of(""), "sidetls+i2p (SAM at tcp:127.0.0.1:7656, the default)")
+        self.assertEqual(i2p_of("sam.port = tcp:127.0.0.1:7000\n"), "sidetls+i2p (SAM at tcp:127.0.0.1:7000)")
+        self.assertEqual(
+            i2p_of("i2p.configdir = i2pd\n"),
+            "sidetls+i2p (SAM at tcp:127.0.0.1:7999 (from %s))" % (self.node.path("i2pd/i2pd.conf"),),
+        )
+        self.assertEqual(
+            i2p_of("launch = true\ni2p.executable = bin/i2pd\ni2cp.options = inbound.length=0, outbound.length=0 i2cp.leaseSetType=1\n"),
+            "sidetls+i2p (an i2pd launched here (%s, data in %s), options inbound.length=0, "
+            "outbound.length=0, i2cp.leaseSetType=1)" % (self.node.path("bin/i2pd"), self.node.path("private/i2p-statedir")),
+        )
+        # A directory of its own (empty, or with the file launch() wrote) is the launched i2pd's.
+        self.node.write("mine/i2pd.conf", "# written by foolscap_sidetls.i2p.launch()\n")
+        self.assertEqual(
+            i2p_of("launch = true\ni2p.configdir = mine\n"),
+            "sidetls+i2p (an i2pd launched here (i2pd from PATH, data in %s))" % (self.node.path("mine"),),
+        )
+
+    def test_onion(self) -> None:
+        for port in ("listen:tor", "tcp:7000:interface=127.0.0.1"):
+            c = self.node.parse("[node]\ntub.port = %s\ntub.location = tor:%s:3457\n" % (port, self.node.onion) + ONION)
+            self.assertEqual(c.tub_port, (port,))
+            self.assertEqual(c.warnings, ())
+            self.assertEqual(
+                c.describe_listeners(),
+                ["onion service %s:3457 -> 127.0.0.1:7000 (key %s; published through control port "
+                 "tcp:127.0.0.1:9051)" % (self.node.onion, self.node.path("private/tor.key"))],
+            )
+
+    def test_location_not_announcing_the_onion(self) -> None:
+        c = self.node.parse("[node]\ntub.port = listen:tor\ntub.location = tor:%s:3457\n" % ("a" * 56 + ".onion") + ONION)
+        self.assertEqual(
+            c.warnings,
+            ("[tor] onion.private_key_file publishes tor:%s:3457, but [node] tub.location announces "
+             "tor:%s:3457; dialers will not find this onion service" % (self.node.onion, "a" * 56 + ".onion"),),
+        )
+
+    def test_dest(self) -> None:
+        c = self.node.parse("[node]\ntub.port = listen:i2p\ntub.location = i2p:%s:3457\n" % (self.node.b32,) + DEST)
+        self.assertEqual(c.warnings, ())
+        self.assertEqual(
+            c.describe_listeners(),
+            ["I2P destination %s:3457 (key %s; through SAM at tcp:127.0.0.1:7656)"
+             % (self.node.b32, self.node.path("private/i2p.key"))],
+        )
+        # dest = true without listen:i2p listens nowhere, as in Tahoe-LAFS: said, not refused.
+        c = self.node.parse("[node]\ntub.port = tcp:3457\ntub.location = tcp:example.net:3457\n" + DEST)
+        self.assertEqual(
+            c.warnings,
+            ("[i2p] dest = true is not used: [node] tub.port has no listen:i2p (as in Tahoe-LAFS, the "
+             "destination is listened on only through listen:i2p)",),
+        )
+
+    def test_reveal_ip_false_allows_the_rest(self) -> None:
+        for tcp in ("tor", "disabled", "i2p"):
+            c = self.node.parse(
+                PRIVATE + "tub.port = listen:tor\ntub.location = tor:%s:3457\n[connections]\ntcp = %s\n"
+                % (self.node.onion, tcp) + ONION
+            )
+            self.assertFalse(c.reveal_ip)
+            self.assertEqual(c.handlers["tcp"], None if tcp == "disabled" else tcp)
+
+    def test_relative_paths_start_at_the_files_directory(self) -> None:
+        path = self.node.cfg("[node]\ntub.port = listen:tor\ntub.location = tor:%s:3457\n" % (self.node.onion,) + ONION,
+                             name="etc/node.cfg")
+        self.node.write("etc/private/tor.key", self.node.tor_key)
+        c = config.load(path, local_addresses=addresses)
+        self.assertEqual(c.basedir, self.node.path("etc"))
+        self.assertIn(self.node.path("etc/private/tor.key"), c.describe_listeners()[0])
+
+    def test_tahoe_lafs_file_unchanged(self) -> None:
+        """A tahoe.cfg as Tahoe-LAFS 1.20's create-client writes it (plus its usual sections) loads."""
+        c = self.node.parse(
+            "# -*- mode: conf; coding: utf-8 -*-\n\n"
+            "[node]\nnickname = alice\nweb.port = tcp:3456:interface=127.0.0.1\nweb.static = public_html\n"
+            "#log_gatherer.furl =\n#timeout.keepalive =\n#timeout.disconnect =\n"
+            "tub.port = tcp:40617\ntub.location = tcp:alice.example.net:40617\n\n"
+            "[client]\nintroducer.furl = pb://x@tcp:intro.example.net:1/y\nshares.needed = 3\n\n"
+            "[storage]\nenabled = true\nreserved_space = 1G\n\n[helper]\nenabled = false\n\n"
+            "[storageclient.plugins.example]\nkey = value\n"
+        )
+        self.assertEqual(c.tub_port, ("tcp:40617",))
+        self.assertEqual(c.location, ("tcp:alice.example.net:40617",))
+        self.assertEqual(c.ignored, ("client", "storage", "helper", "storageclient.plugins.example"))
+
+    def test_check_describes_everything(self) -> None:
+        c = self.node.parse(
+            "[node]\ntub.port = tcp:3457:interface=127.0.0.1,listen:tor,listen:i2p\n"
+            "tub.location = tcp:127.0.0.1:3457,tor:%s:3457,i2p:%s:3457\ntimeout.keepalive = 60\n"
+            % (self.node.onion, self.node.b32) + ONION + DEST + "i2cp.options = inbound.length=0\n"
+            "[connections]\ntcp = tcp\n[client]\nnickname = x\n"
+        )
+        self.assertEqual(
+            c.describe(),
+            [
+                "handlers (this end dials, and is the TLS client):",
+                "  tcp: hints -> sidetls+tcp (direct TCP connections)",
+                "  tor: hints -> sidetls+tor (control port tcp:127.0.0.1:9051)",
+                "  i2p: hints -> sidetls+i2p (SAM at tcp:127.0.0.1:7656, options inbound.length=0)",
+                "listeners (the other end dials, this end is the TLS server):",
+                "  tcp:3457:interface=127.0.0.1 (role-based: each connection is the TLS server)",
+                "  onion service %s:3457 -> 127.0.0.1:7000 (key %s; published through control port "
+                "tcp:127.0.0.1:9051)" % (self.node.onion, self.node.path("private/tor.key")),
+                "  I2P destination %s:3457 (key %s; through SAM at tcp:127.0.0.1:7656, options "
+                "inbound.length=0)" % (self.node.b32, self.node.path("private/i2p.key")),
+                "location (the hints FURLs announce):",
+                "  tcp:127.0.0.1:3457",
+                "  tor:%s:3457" % (self.node.onion,),
+                "  i2p:%s:3457" % (self.node.b32,),
+                "timeouts: timeout.keepalive 60 s",
+                "ignored: [client] (Tahoe-LAFS settings foolscap-sidetls does not use)",
+            ],
+        )
+
+
+class Examples(SynchronousTestCase):
+    """examples/configs: each one loads once its key files exist (create-node makes them)."""
+
+    def test_every_example_loads(self) -> None:
+        from foolscap_sidetls import i2p, tor
+
+        examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "configs")
+        names = sorted(n for n in os.listdir(examples) if n.endswith(".cfg"))
+        self.assertEqual(
+            names,
+            ["client-only.cfg", "i2p-launch.cfg", "i2p.cfg", "tcp.cfg", "tor-launch-hide-ip.cfg", "tor.cfg"],
+        )
+        node = Node(self)
+        # launch = true finds tor and i2pd on PATH: stand-ins, whether or not they are installed.
+        self.patch(os, "environ", dict(os.environ, PATH=node.path("bin")))
+        self.patch(tor, "TOR_SEARCH_DIRS", ())
+        self.patch(i2p, "I2PD_SEARCH_DIRS", ())
+        node.write("private/tor_onion.privkey", node.tor_key)
+        node.write("private/i2p_dest.privkey", make_keypair()[1])
+        for name in names:
+            with open(os.path.join(examples, name)) as f:
+                c = config.load(node.cfg(f.read(), name=name), local_addresses=addresses)
+            # The examples announce placeholder addresses, not the fresh keys'.
+            for warning in c.warnings:
+                self.assertIn("dialers will not find", warning, name)
+            expected = 0 if name in ("client-only.cfg", "tcp.cfg") else 1
+            self.assertEqual(len(c.warnings), expected, (name, c.warnings))
+
+
+class OnionKeys(SynchronousTestCase):
+    def test_rfc8032_vector(self) -> None:
+        """The public key of RFC 8032's first test vector, from its expanded secret."""
+        seed = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+        digest = bytearray(hashlib.sha512(seed).digest())
+        digest[0] &= 248
+        digest[31] &= 127
+        digest[31] |= 64
+        self.assertEqual(
+            config._ed_public(int.from_bytes(digest[:32], "little")).hex(),
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+        )
+
+    def test_new_keys_publish_their_address(self) -> None:
+        for _ in range(3):
+            text, address = config._new_onion_key()
+            self.assertRegex(address, r"^[a-z2-7]{56}\.onion$")
+            self.assertEqual(config._onion_of_key(text), address)
+
+    def test_tor_spec_address(self) -> None:
+        """rend-spec-v3's address encoding (checksum and version) for a known public key."""
+        public = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+        checksum = hashlib.sha3_256(b".onion checksum" + public + b"\x03").digest()[:2]
+        self.assertEqual(
+            config._onion_address(public),
+            base64.b32encode(public + checksum + b"\x03").decode().lower() + ".onion",
+        )
+        self.assertEqual(len(config._onion_address(public)), 62)
+
+
+# -- building the Tub ---------------------------------------------------------------------
+
+
+class BusyReactor(ProcessReactor):
+    """A process-recording in-memory reactor whose TCP ports may be in use."""
+
+    busy: set[int]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy = set()
+
+    def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:
+        if port in self.busy:
+            raise CannotListenError(interface, port, OSError(98, "Address already in use"))
+        return super().listenTCP(port, factory, backlog, interface)
+
+
+class CreateTub(TestCase):
+    """Real Tubs on in-memory reactors; stopping a Tub needs one turn of the global reactor."""
+
+    def setUp(self) -> None:
+        self.node = Node(self)
+        self.reactor = BusyReactor()
+
+    def stop(self, tub: Any) -> Any:
+        return tub.stopService() if tub.running else None
+
+    def start(self, text: str, **kwargs: Any) -> Any:
+        c = config.load(self.node.cfg(text), local_addresses=addresses)
+        d = config.create_tub(c, self.reactor, **kwargs)
+        tub = self.successResultOf(d)
+        self.addCleanup(self.stop, tub)
+        return tub
+
+    def test_tcp_listener_is_role_based(self) -> None:
+        tub = self.start("[node]\ntub.port = tcp:3457:interface=127.0.0.1\ntub.location = tcp:127.0.0.1:3457\n"
+                         "timeout.disconnect = 1800\n")
+        [(port, factory, _, interface)] = self.reactor.tcpServers
+        self.assertEqual((port, interface), (3457, "127.0.0.1"))
+        self.assertIsInstance(factory, SideTLSFactory)
+        self.assertFalse(factory.isClient)
+        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+        self.assertTrue(ISideTLSTransport.providedBy(protocol))
+        self.assertEqual(protocol.role, "listener")
+        self.assertEqual(tub.locationHints, ["tcp:127.0.0.1:3457"])
+        self.assertEqual(tub.disconnectTimeout, 1800)
+        handlers = tub._connectionHandlers
+        self.assertEqual(
+            {k: h.describe() for k, h in handlers.items()},
+            {"tcp": "sidetls+tcp", "tor": "sidetls+tor (SOCKS 127.0.0.1:9050 or 127.0.0.1:9150)",
+             "i2p": "sidetls+i2p (SAM at tcp:127.0.0.1:7656)"},
+        )
+        cert = self.node.path(config.CERT_FILE)
+        self.assertEqual(stat.S_IMODE(os.stat(cert).st_mode), 0o600)
+
+    def test_same_identity_every_start(self) -> None:
+        text = "[node]\ntub.port = tcp:3457\ntub.location = tcp:127.0.0.1:3457\n"
+        first = self.start(text)
+        d = first.stopService()
+
+        def again(_: Any) -> None:
+            self.assertEqual(self.start(text).getTubID(), first.getTubID())
+
+        return d.addCallback(again)
+
+    def test_port_chosen_once(self) -> None:
+        tub = self.start("[connections]\ntcp = disabled\n")
+        with open(self.node.path(config.PORTNUM_FILE)) as f:
+            chosen = f.read()
+        port = int(chosen.strip().split(":")[1])
+        self.assertEqual(chosen, "tcp:%d\n" % (port,))
+        self.assertEqual(tub.locationHints, ["tcp:192.0.2.7:%d" % port, "tcp:127.0.0.1:%d" % port])
+        self.assertEqual([s[0] for s in self.reactor.tcpServers], [port])
+        c = config.load(self.node.path("node.cfg"), local_addresses=addresses)
+        self.assertEqual(c.location, ("tcp:192.0.2.7:%d" % port, "tcp:127.0.0.1:%d" % port))
+        self.assertEqual(
+            c.describe_listeners(),
+            ["tcp:%d (role-based: each connection is the TLS server; kept in %s)"
+             % (port, self.node.path(config.PORTNUM_FILE))],
+        )
+
+    def test_port_in_use(self) -> Any:
+        self.reactor.busy.add(3458)
+        c = config.load(self.node.cfg("[node]\ntub.port = tcp:3457,tcp:3458\ntub.location = tcp:127.0.0.1:3457\n"))
+        d = config.create_tub(c, self.reactor)
+        tubs: list[Any] = []
+
+        def failed(e: config.StartError) -> None:
+            self.assertEqual(
+                str(e),
+                "%r [node] tub.port: could not listen on 'tcp:3458' (Couldn't listen on any:3458: [Errno 98] "
+                "Address already in use.)" % (self.node.path("node.cfg"),),
+            )
+            # tcp:3457 did listen, and was stopped with the Tub
+            [server] = self.reactor.tcpServers
+            self.assertEqual(server[0], 3457)
+            self.assertEqual(tubs, [])
+
+        return self.assertFailure(d, config.StartError).addCallback(failed)
+
+    def test_dialing_only(self) -> None:
+        before = listing(self.node.dir)
+        c = config.load(self.node.cfg("[connections]\ntcp = tor\n[tor]\nsocks.port = tcp:127.0.0.1:9050\n"))
+        before = listing(self.node.dir)
+        tub = self.successResultOf(config.create_tub(c, self.reactor, listen=False))
+        self.addCleanup(self.stop, tub)
+        self.assertTrue(tub.running)
+        self.assertEqual((self.reactor.tcpServers, tub.getListeners(), tub.locationHints), ([], [], []))
+        self.assertEqual(listing(self.node.dir), before)
+        self.assertEqual(
+            {k: h.describe() for k, h in tub._connectionHandlers.items()},
+            {"tcp": "sidetls+tor (SOCKS 127.0.0.1:9050)", "tor": "sidetls+tor (SOCKS 127.0.0.1:9050)",
+             "i2p": "sidetls+i2p (SAM at tcp:127.0.0.1:7656)"},
+        )
+
+    def test_dialing_node_keeps_identity(self) -> None:
+        tub = self.start("[node]\ntub.port = disabled\ntub.location = disabled\n")
+        self.assertEqual((self.reactor.tcpServers, tub.getListeners(), tub.locationHints), ([], [], []))
+        with open(self.node.path(config.CERT_FILE), "rb") as f:
+            self.assertEqual(f.read(), tub.getCertData())
+
+    def test_onion_published_through_control_port(self) -> None:
+        fake = FakeTor(self.reactor)
+        c = config.load(self.node.cfg(
+            "[node]\ntub.port = tcp:7000:interface=127.0.0.1\ntub.location = tor:%s:3457\n" % (self.node.onion,)
+            + ONION + "[connections]\ntcp = tor\n"
+        ))
+        statuses: list[str] = []
+        d = config.create_tub(c, self.reactor, update_status=statuses.append)
+        self.assertNoResult(d)
+        fake.accept()
+        self.assertNoResult(d)  # waiting for the descriptor upload
+        fake.event("HS_DESC UPLOAD %s UNKNOWN $%s %s HSDIR_INDEX=00" % (SERVICE_ID, "E" * 40, "d" * 43))
+        fake.event("HS_DESC UPLOADED %s UNKNOWN $%s" % (SERVICE_ID, "E" * 40))
+        tub = self.successResultOf(d)
+        self.addCleanup(self.stop, tub)
+        [add] = [cmd for cmd in fake.commands if cmd.startswith("ADD_ONION")]
+        self.assertEqual(add, "ADD_ONION %s Port=3457,127.0.0.1:7000 Flags=DiscardPK" % (self.node.tor_key,))
+        self.assertEqual([(s[0], s[3]) for s in self.reactor.tcpServers], [(7000, "127.0.0.1")])
+        self.assertEqual(tub.locationHints, ["tor:%s:3457" % (self.node.onion,)])
+        self.assertEqual(
+            statuses,
+            [
+                "tor: publishing the onion service %s:3457" % (self.node.onion,),
+                "tor: connecting to tor control port 127.0.0.1:9051",
+                "tor: waiting for the Tub to listen on 127.0.0.1 (is it running?)",
+                "tor: adding the onion service",
+                "tor: waiting for tor to publish the onion service descriptor",
+                "tor: onion service tor:%s.onion:3457 published" % (SERVICE_ID,),
+            ],
+        )
+        # dialing tcp: and tor: hints share the one control connection
+        self.assertIs(tub._connectionHandlers["tcp"], tub._connectionHandlers["tor"])
+        self.assertEqual(len(fake.connections), 1)
+
+    def test_onion_failure_stops_everything(self) -> Any:
+        fake = FakeTor(self.reactor)
+        c = config.load(self.node.cfg("[node]\ntub.port = listen:tor,tcp:3457\ntub.location = tcp:127.0.0.1:3457\n" + ONION))
+        d = config.create_tub(c, self.reactor)
+        listeners = []
+        for service in self.reactor.tcpServers:
+            listeners.append(service[0])
+        fake.refuse()
+
+        def failed(e: config.StartError) -> None:
+            self.assertEqual(
+                str(e),
+                "%r [tor] onion = 'true': could not publish the onion service: could not connect to tor's "
+                "control port at 127.0.0.1:9051 (connection refused). Is tor running with a control port? Put "
+                "'ControlPort 9051' and 'CookieAuthentication 1' in /etc/tor/torrc and restart tor, or let "
+                "foolscap_sidetls.tor.launch() start a tor of its own" % (self.node.path("node.cfg"),),
+            )
+            # only tcp:3457 had started listening (tor.listen listens after reaching tor)
+            self.assertEqual(listeners, [3457])
+
+        return self.assertFailure(d, config.StartError).addCallback(failed)
+
+    def test_launched_tor_spawned_only_for_a_valid_config(self) -> Any:
+        c = config.load(self.node.cfg(
+            "[node]\ntub.port = listen:tor\ntub.location = tor:%s:3457\n" % (self.node.onion,)
+            + ONION.replace("control.port = tcp:127.0.0.1:9051", "launch = true\ntor.executable = bin/tor")
+        ))
+        d = config.create_tub(c, self.reactor)
+        [(protocol, executable, args, env, path, transport)] = self.reactor.spawned
+        self.assertEqual(executable, self.node.path("bin/tor"))
+        self.assertEqual(path, self.node.path("private/tor-statedir"))
+        self.assertEqual(transport.signals, [])
+        d.cancel()
+        # Cancelling the start stops the tor it launched ...
+        self.assertIn("TERM", transport.signals)
+        protocol.processEnded(Failure(ProcessTerminated(signal=15)))
+        # ... and fails with the cancellation once the Tub has stopped.
+        return self.assertFailure(d, defer.CancelledError)
+
+
+class NothingLeftBehind(TestCase):
+    """An invalid configuration starts nothing: no process, no socket, no file."""
+
+    def setUp(self) -> None:
+        self.node = Node(self)
+        self.reactor = BusyReactor()
+
+    def assertNothingStarted(self, before: list[tuple[str, int]]) -> None:
+        self.assertEqual(listing(self.node.dir), before)
+        self.assertEqual(
+            (self.reactor.tcpServers, self.reactor.tcpClients, self.reactor.unixClients, self.reactor.spawned),
+            ([], [], [], []),
+        )
+
+    def test_invalid_files_are_refused_before_anything_starts(self) -> None:
+        # Each would launch tor or i2pd, or listen, if it were valid.
+        texts = [
+            "[node]\ntub.port = listen:tor\ntub.location = tor:%s:3457\n" % (self.node.onion,)
+            + ONION.replace("control.port = tcp:127.0.0.1:9051", "launch = true\ntor.executable = bin/tor")
+            + "onion.bogus = 1\n",
+            "[node]\ntub.port = listen:i2p\ntub.location = i2p:%s:3457\n" % (self.node.b32,)
+            + DEST.replace("sam.port = tcp:127.0.0.1:7656", "launch = true\ni2p.executable = bin/i2pd")
+            + "dest.port = 0\n",
+            "[node]\ntub.port = tcp:3457\nreveal-IP-address = false\n",
+            "[node]\ntub.port = tcp:3457\n" + ONION,
+        ]
+        for text in texts:
+            path = self.node.cfg(text)
+            before = listing(self.node.dir)
+            self.assertRaises(config.ConfigError, config.load, path)
+            self.assertNothingStarted(before)
+
+    def test_key_file_changed_after_loading(self) -> None:
+        c = config.load(self.node.cfg(
+            "[node]\ntub.port = listen:tor\ntub.location = tor:%s:3457\n" % (self.node.onion,)
+            + ONION.replace("control.port = tcp:127.0.0.1:9051", "launch = true\ntor.executable = bin/tor")
+        ))
+        other, _ = config._new_onion_key()
+        self.node.write("private/tor.key", other)
+        before = listing(self.node.dir)
+        e = self.assertRaises(config.ConfigError, config.create_tub, c, self.reactor)
+        self.assertEqual(
+            str(e),
+            "%r [tor] onion.private_key_file = %r: %s changed since the configuration was checked; check it "
+            "again" % (self.node.path("node.cfg"), self.node.path("private/tor.key"), self.node.path("private/tor.key")),
+        )
+        self.assertNothingStarted(before)
+
+    def test_i2p_key_file_removed_after_loading(self) -> None:
+        c = config.load(self.node.cfg(
+            "[node]\ntub.port = listen:i2p\ntub.location = i2p:%s:3457\n" % (self.node.b32,) + DEST
+        ))
+        os.remove(self.node.path("private/i2p.key"))
+        before = listing(self.node.dir)
+        e = self.assertRaises(config.ConfigError, config.create_tub, c, self.reactor)
+        self.assertEqual(
+            str(e),
+            "%r [i2p] dest.private_key_file = %r: %s does not exist (relative paths start at %s); expected an "
+            "I2P private key file, as 'foolscap-sidetls create-node --listen=i2p' writes"
+            % (self.node.path("node.cfg"), self.node.path("private/i2p.key"), self.node.path("private/i2p.key"),
+               self.node.dir),
+        )
+        self.assertNothingStarted(before)
+
