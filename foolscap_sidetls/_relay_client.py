@@ -14,12 +14,12 @@ is one it dialed.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union, cast
+import random as _random
+from typing import Any, Callable, Optional, Union, cast
 
 from zope.interface import implementer
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
@@ -38,12 +38,11 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
-from foolscap.ipb import IConnectionHintHandler
 
 from . import _relay_wire as wire
 from ._handler import SideTLSHandler
-from ._endpoints import listener as sidetls_listener
-from ._protocol import DEFAULT_HANDSHAKE_TIMEOUT
+from ._endpoints import DialerEndpoint, listener as sidetls_listener
+from ._protocol import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT
 
 _log = Logger()
 
@@ -121,6 +120,7 @@ class _ControlClient(Protocol):
     def __init__(self, port: "_RelayedPort") -> None:
         self.port = port
         self._buffer = b""
+        self._closer = wire.CloseTimer()
 
     def connectionMade(self) -> None:
         self.transport.write(wire.CONTROL_REQUEST)
@@ -153,7 +153,12 @@ class _ControlClient(Protocol):
         (self._tls or self.transport).abortConnection()
 
     def close(self) -> None:
-        """Close cleanly: a TLS close_notify, when TLS is up."""
+        """
+        Close cleanly -- a TLS close_notify, when TLS is up -- but abort if
+        the relay has not finished the close within the close timeout: a
+        wedged relay must not hold C{stopListening} (and so
+        C{tub.stopService()}) for ever.
+        """
         self.cancelTimer()
         lines, tls = self._lines, self._tls
         if lines is not None and tls is not None:
@@ -162,6 +167,7 @@ class _ControlClient(Protocol):
             tls.loseConnection()
         else:
             self.transport.loseConnection()
+        self._closer.start(self.port._clock, self.port._endpoint._closeTimeout, self.transport)
 
     def dataReceived(self, data: bytes) -> None:
         self._buffer += data
@@ -200,6 +206,7 @@ class _ControlClient(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.cancelTimer()
+        self._closer.cancel()
         tls, self._tls = self._tls, None
         if tls is not None:
             # The TLS layer tells the lines protocol first, with its own
@@ -369,6 +376,12 @@ class _StreamClient(Protocol):
         self.token = token
         self.address = address
         self._buffer = b""
+        self._closer = wire.CloseTimer()
+
+    def close(self) -> None:
+        """Close, and abort if the relay has not let the close finish in time."""
+        self.transport.loseConnection()
+        self._closer.start(self.port._clock, self.port._endpoint._closeTimeout, self.transport)
 
     def connectionMade(self) -> None:
         self.port._streamConnected(self)
@@ -404,11 +417,11 @@ class _StreamClient(Protocol):
         code, line = wire.status_line(block)
         if code != 200:
             _log.warn("relay stream {token} refused: {line}", token=self.token, line=line)
-            self.transport.loseConnection()
+            self.close()
             return
         app = self.port._streamSpliced(self)
         if app is None:
-            self.transport.loseConnection()
+            self.close()
             return
         self._app = app
         app.makeConnection(self.transport)
@@ -421,6 +434,7 @@ class _StreamClient(Protocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        self._closer.cancel()
         app, self._app = self._app, None
         if app is not None:
             app.connectionLost(reason)
@@ -460,6 +474,8 @@ class _RelayedPort:
     registrations = 0
     _control: Optional[_ControlClient] = None
     _retry: Optional[IDelayedCall] = None
+    #: The message of the operator-fixable failure last logged loudly.
+    _reported: Optional[str] = None
 
     def __init__(self, endpoint: "RelayListenerEndpoint", factory: IProtocolFactory) -> None:
         self._endpoint = endpoint
@@ -500,7 +516,7 @@ class _RelayedPort:
             for d in list(self._dialing):
                 d.cancel()
             for stream in list(self._streams):
-                stream.transport.loseConnection()
+                stream.close()
             if self._control is not None:
                 self._control.close()
             waiters, self._registeredWaiters = self._registeredWaiters, []
@@ -552,19 +568,40 @@ class _RelayedPort:
 
     def _failed(self, reason: Failure) -> None:
         self.last_error = reason
+        endpoint = self._endpoint
+        why = reason.getErrorMessage()
+        if _needsOperator(reason):
+            # Retrying cannot fix this one by itself, but the relay's
+            # operator can (allow the TubID, restore the relay's key)
+            # without anyone restarting this Tub, so keep trying -- at the
+            # slowest rate -- and say so once, loudly, not on every retry.
+            self._delay = endpoint._retryMax
+            if why != self._reported:
+                self._reported = why
+                _log.error(
+                    "relay {relay}: {why}; this will not clear up by itself (fix the "
+                    "relay's configuration or this Tub's relay URL); still retrying "
+                    "every {delay} s",
+                    relay=endpoint._description,
+                    why=why,
+                    delay=endpoint._retryMax,
+                )
+        else:
+            self._reported = None
+        delay = self._delay * (1 + endpoint._jitter * (2 * endpoint._random() - 1))
         _log.info(
             "relay {relay}: {why}; retrying in {delay} s",
-            relay=self._endpoint._description,
-            why=reason.getErrorMessage(),
-            delay=self._delay,
+            relay=endpoint._description,
+            why=why,
+            delay="%.3g" % (delay,),
         )
         self.state = WAITING
-        self._retry = self._clock.callLater(self._delay, self._connect)
-        self._delay = min(self._delay * 2, self._endpoint._retryMax)
+        self._retry = self._clock.callLater(delay, self._connect)
+        self._delay = min(self._delay * 2, endpoint._retryMax)
 
     def _controlConnected(self, client: _ControlClient) -> None:
         if not self._listening:
-            client.transport.loseConnection()
+            client.close()
             return
         self._control = client
 
@@ -572,6 +609,7 @@ class _RelayedPort:
         self.state = REGISTERED
         self.registrations += 1
         self._delay = self._endpoint._retryInitial
+        self._reported = None
         _log.info(
             "relay {relay}: registered {tubid}",
             relay=self._endpoint._description,
@@ -632,7 +670,7 @@ class _RelayedPort:
     def _streamConnected(self, stream: _StreamClient) -> None:
         self._streams.add(stream)
         if not self._listening:
-            stream.transport.loseConnection()
+            stream.close()
 
     def _streamSpliced(self, stream: _StreamClient) -> Optional[IProtocol]:
         self._streams.discard(stream)
@@ -652,6 +690,28 @@ class _RelayedPort:
         waiters, self._stopWaiters = self._stopWaiters, []
         for d in waiters:
             d.callback(None)
+
+
+def _needsOperator(reason: Failure) -> bool:
+    """
+    Is this a failure that retrying cannot fix by itself: the relay is not
+    the one the relay URL pins, or it refuses this TubID for good (not
+    allowed, or not the TubID of our certificate)?  Limits, timeouts and
+    lost connections clear up by themselves.
+    """
+    if reason.check(wire.RelayIdentityError):
+        return True
+    if reason.check(wire.RelayRefusedError):
+        text = reason.getErrorMessage()
+        return any(
+            marker in text
+            for marker in (
+                "is not allowed to register",
+                "this connection's certificate is that of TubID",
+                "no client certificate",
+            )
+        )
+    return False
 
 
 # -- the endpoint ---------------------------------------------------------------------
@@ -682,6 +742,9 @@ class RelayListenerEndpoint:
         keepalive: Optional[float] = 60.0,
         answer_timeout: float = 30.0,
         max_pending_streams: int = 32,
+        close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+        jitter: float = 0.25,
+        random: Optional[Callable[[], float]] = None,
     ) -> None:
         """
         @param relay: How to reach the relay's port; used for the control
@@ -694,7 +757,16 @@ class RelayListenerEndpoint:
             whose certificate digest differs.
         @param retry_initial: Seconds before the first re-registration
             attempt after the channel drops; doubles per failure up to
-            C{retry_max}, back to C{retry_initial} after a success.
+            C{retry_max}, back to C{retry_initial} after a success.  A
+            failure only the relay's operator can fix (a relay that is not
+            the pinned one, a TubID the relay does not allow) is logged once
+            at error level and retried every C{retry_max}.
+        @param jitter: Each wait is the backoff times a random factor in
+            C{[1 - jitter, 1 + jitter)}, so that Tubs which lost the same
+            relay at once do not all come back at once.  0 for none.
+        @param random: Where the factor's randomness comes from: a callable
+            returning a float in C{[0, 1)} (C{random.random} by default;
+            tests pass a fixed one).
         @param keepalive: Ping the relay this often (seconds); a ping not
             answered by the next one drops the channel, and registration
             starts again.  L{None} does not ping (the relay then drops a
@@ -704,7 +776,13 @@ class RelayListenerEndpoint:
         @param max_pending_streams: Streams being opened at once; beyond
             it the relay is told C{REFUSED}, so a relay cannot make this
             Tub open sockets without bound.
+        @param close_timeout: Seconds the relay gets to finish a close this
+            end started (C{stopListening}) before the connection is
+            aborted; L{None} waits forever.
+        @raise TypeError: for an argument of the wrong type.
+        @raise ValueError: for a value out of range; both name the argument.
         """
+        what = "RelayListenerEndpoint"
         if not IStreamClientEndpoint.providedBy(relay):
             raise TypeError(
                 "RelayListenerEndpoint expects an IStreamClientEndpoint to reach the "
@@ -721,12 +799,30 @@ class RelayListenerEndpoint:
             raise ValueError("%r is not a TubID (32 characters of a-z and 2-7)" % (tubid,))
         if relay_id is not None and not wire.is_id(relay_id):
             raise ValueError("%r is not a relay ID (32 characters of a-z and 2-7)" % (relay_id,))
-        if not 0 < retry_initial <= retry_max:
+        wire.check_seconds(retry_initial, "retry_initial", what)
+        wire.check_seconds(retry_max, "retry_max", what)
+        if not retry_initial <= retry_max:
             raise ValueError(
-                "need 0 < retry_initial <= retry_max, got %r and %r" % (retry_initial, retry_max)
+                "%s: need retry_initial <= retry_max, got %r and %r"
+                % (what, retry_initial, retry_max)
             )
-        if max_pending_streams < 1:
-            raise ValueError("max_pending_streams must be >= 1, got %r" % (max_pending_streams,))
+        wire.check_seconds(keepalive, "keepalive", what, optional=True)
+        wire.check_seconds(answer_timeout, "answer_timeout", what)
+        wire.check_seconds(handshake_timeout, "handshake_timeout", what, optional=True)
+        wire.check_seconds(close_timeout, "close_timeout", what, optional=True)
+        wire.check_count(max_pending_streams, "max_pending_streams", what)
+        if isinstance(jitter, bool) or not isinstance(jitter, (int, float)):
+            raise TypeError(
+                "%s: jitter must be a number from 0 to 1, got %r (%s)"
+                % (what, jitter, type(jitter).__name__)
+            )
+        if not 0 <= jitter < 1:
+            raise ValueError("%s: jitter must be from 0 up to (not including) 1, got %r" % (what, jitter))
+        if random is not None and not callable(random):
+            raise TypeError(
+                "%s: random must be a callable returning a float in [0, 1), got %r"
+                % (what, random)
+            )
         if clock is None:
             from twisted.internet import reactor
 
@@ -742,6 +838,9 @@ class RelayListenerEndpoint:
         self._keepalive = keepalive
         self._answerTimeout = answer_timeout
         self._maxPendingStreams = max_pending_streams
+        self._closeTimeout = close_timeout
+        self._jitter = float(jitter)
+        self._random: Callable[[], float] = random or _random.random
         self._tlsOptions = wire.tls_options(certificate)
 
     def __repr__(self) -> str:
@@ -820,23 +919,6 @@ class _RelayedStreams:
 # -- reaching the relay by its hints --------------------------------------------------
 
 
-@implementer(IConnectionHintHandler)
-class _StrictTCP:
-    """
-    Dials a relay's tcp hint as plain TCP: the control channel and the
-    streams choose their own TLS side, so they need no role wrapper, even
-    on a Tub whose tcp handler C{install()} made role-based.
-    """
-
-    def hint_to_endpoint(self, hint: str, reactor: Any, update_status: Any) -> Any:
-        host, port = wire.parse_tcp_hint(hint)
-        return HostnameEndpoint(reactor, host, port), host
-
-    def describe(self) -> str:
-        return "tcp"
-
-
-
 @implementer(IStreamClientEndpoint)
 class _HintsEndpoint:
     """
@@ -879,7 +961,7 @@ class _HintsEndpoint:
             d = defer.maybeDeferred(
                 handler.hint_to_endpoint, hint, self._reactor, lambda status: None
             )
-            d.addCallback(lambda found: found[0].connect(protocolFactory))
+            d.addCallback(lambda found: _unwrapDialer(found[0]).connect(protocolFactory))
             current[0] = d
 
             def connected(protocol: IProtocol) -> None:
@@ -898,27 +980,45 @@ class _HintsEndpoint:
         return result
 
 
-def _hintsEndpoint(hints: list[str], tub: Any) -> _HintsEndpoint:
+def _unwrapDialer(endpoint: IStreamClientEndpoint) -> IStreamClientEndpoint:
+    """
+    The endpoint below a sidetls dialer wrapper (as tor handlers return):
+    the control channel runs its own TLS session and the streams are
+    made listener-role above, so a dialer role in between would only add
+    a layer that scans every byte for header blocks.
+    """
+    while isinstance(endpoint, DialerEndpoint):
+        endpoint = endpoint._endpoint
+    return endpoint
+
+
+def _hintsEndpoint(hints: list[str], tub: Any, reactor: Any) -> _HintsEndpoint:
+    """
+    Dial the relay's hints as C{tub} dials any hint: with its own handler
+    for each hint type, C{tcp} included -- a Tub whose tcp hints go through
+    Tor must reach its relay through Tor too, or the relay learns its
+    address, and a Tub without a tcp handler must not dial tcp at all.
+    """
     handlers = getattr(tub, "_connectionHandlers", None) or {}
     resolved: list[tuple[str, Any]] = []
     for hint in hints:
-        hintType = hint.split(":", 1)[0]
         if wire.is_tcp_hint(hint):
-            wire.parse_tcp_hint(hint)  # a bad one fails now, not at each retry
-            handler: Any = _StrictTCP()
-        else:
-            handler = handlers.get(hintType)
-            if isinstance(handler, SideTLSHandler):
-                handler = handler.inner
+            hint = wire.tcp_hint(hint)  # a bad one fails now, not at each retry
+        hintType = hint.split(":", 1)[0]
+        handler = handlers.get(hintType)
+        # Its role wrapper does not apply (see _unwrapDialer).
+        while isinstance(handler, SideTLSHandler):
+            handler = handler.inner
         if handler is None:
             raise ValueError(
                 "no connection-hint handler for %r hints on %r, so the relay hint "
-                "%r cannot be dialed; add one with tub.addConnectionHintHandler(), "
-                "or pass an IStreamClientEndpoint for the relay" % (hintType, tub, hint)
+                "%r cannot be dialed (the Tub would not dial such a hint either); "
+                "add one with tub.addConnectionHintHandler(%r, ...), give the relay "
+                "a hint of a type the Tub has a handler for (it has: %s), or pass "
+                "an IStreamClientEndpoint for the relay"
+                % (hintType, tub, hint, hintType, ", ".join(sorted(handlers)) or "none")
             )
         resolved.append((hint, handler))
-    from twisted.internet import reactor
-
     return _HintsEndpoint(resolved, reactor)
 
 
@@ -933,6 +1033,8 @@ def listener(
     retry_max: float = 60.0,
     keepalive: Optional[float] = 60.0,
     max_pending_streams: int = 32,
+    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+    reactor: Any = None,
 ) -> RelayListenerEndpoint:
     """
     A server endpoint for C{tub.listenOn(...)} that listens at a relay:
@@ -946,9 +1048,14 @@ def listener(
         pinned), bare hints C{"tcp:host:port"} (not pinned: the relay still
         cannot read or alter the Tubs' sessions, but an impostor could
         refuse service), or an C{IStreamClientEndpoint} to the relay's port.
-        Hint types other than tcp are dialed with C{tub}'s own handlers
-        (tor, i2p).
+        Every hint is dialed with C{tub}'s own handler for its type, tcp
+        included (a Tub whose tcp handler goes through Tor reaches its
+        relay through Tor), and without its role wrapper: the control
+        channel and the streams pick their TLS sides themselves.
     @param tub: The hidden Tub; its certificate proves its TubID.
+    @param reactor: What the hint handlers dial with (the global reactor
+        by default); C{clock} defaults to it.
+    @param close_timeout: as for L{RelayListenerEndpoint}.
     @raise ValueError: for a malformed relay URL or a hint type C{tub} has
         no handler for.
     """
@@ -967,7 +1074,11 @@ def listener(
                 "relay_id=%r contradicts the relay URL's %r" % (relay_id, urlID)
             )
         relay_id = relay_id or urlID
-        endpoint = _hintsEndpoint(hints, tub)
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        endpoint = _hintsEndpoint(hints, tub, reactor)
         description = relay
     elif IStreamClientEndpoint.providedBy(relay):
         endpoint = relay
@@ -978,6 +1089,8 @@ def listener(
             "('relay://<relay-id>@tcp:host:port'), connection hints, or an "
             "IStreamClientEndpoint, got %r" % (relay,)
         )
+    if clock is None and reactor is not None:
+        clock = cast(IReactorTime, reactor)
     return RelayListenerEndpoint(
         endpoint,
         certificate,
@@ -990,6 +1103,7 @@ def listener(
         retry_max=retry_max,
         keepalive=keepalive,
         max_pending_streams=max_pending_streams,
+        close_timeout=close_timeout,
     )
 
 

@@ -22,6 +22,8 @@ Tubs' own TLS session.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, cast
 
@@ -45,6 +47,7 @@ from twisted.python.failure import Failure
 from foolscap import crypto
 
 from . import _relay_wire as wire
+from ._protocol import DEFAULT_CLOSE_TIMEOUT
 
 _log = Logger()
 
@@ -56,10 +59,22 @@ class RelayLimits:
     can exhaust it.  Every refusal names the limit it hit.
 
     @ivar max_connections: Connections open at the relay in any state
-        (dialers, streams, control); beyond it new ones are answered 503
-        and closed.  Each relayed Foolscap connection costs two.
+        (dialers, streams, control).  Each relayed Foolscap connection
+        costs two.  When a new one arrives at the limit, the oldest
+        connection that has not yet sent its header block is dropped to
+        admit it (an honest peer sends its header at once, so a flood of
+        silent connections cannot keep it out); when every connection is
+        past that stage the new one is answered 503 and closed.
+    @ivar max_connections_per_source: Connections from one source address
+        (host), so that one client cannot take the whole of
+        C{max_connections}; beyond it that source's new connections are
+        answered 503.  A hidden Tub's streams come from its own address, so
+        this bounds them as well.
     @ivar max_registrations: Hidden Tubs registered at once.  A control
         connection registers at most one TubID, that of its certificate.
+    @ivar max_registrations_per_source: Hidden Tubs registered from one
+        source address.  A fresh key costs nothing, so without this one
+        client could take every registration.
     @ivar max_pending_per_registration: Dialers of one hidden Tub waiting
         for it to open their stream.
     @ivar max_streams_per_registration: Relayed connections of one hidden
@@ -71,32 +86,35 @@ class RelayLimits:
     @ivar control_idle_timeout: Seconds a registered control connection may
         stay silent (hidden Tubs ping every 60 s by default) before the
         relay drops it and the registration.
+    @ivar close_timeout: Seconds a peer gets to finish a close the relay
+        started (read the error it was sent, answer TLS's close_notify)
+        before the connection is aborted; L{None} waits forever.
     """
 
     max_connections: int = 4096
+    max_connections_per_source: int = 512
     max_registrations: int = 1024
+    max_registrations_per_source: int = 16
     max_pending_per_registration: int = 32
     max_streams_per_registration: int = 512
     header_timeout: float = 30.0
     stream_timeout: float = 30.0
     control_idle_timeout: float = 180.0
+    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT
 
     def __post_init__(self) -> None:
         for name in (
             "max_connections",
+            "max_connections_per_source",
             "max_registrations",
+            "max_registrations_per_source",
             "max_pending_per_registration",
             "max_streams_per_registration",
         ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError("RelayLimits.%s must be an int >= 1, got %r" % (name, value))
+            wire.check_count(getattr(self, name), name, "RelayLimits")
         for name in ("header_timeout", "stream_timeout", "control_idle_timeout"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(
-                    "RelayLimits.%s must be a number of seconds > 0, got %r" % (name, value)
-                )
+            wire.check_seconds(getattr(self, name), name, "RelayLimits")
+        wire.check_seconds(self.close_timeout, "close_timeout", "RelayLimits", optional=True)
 
 
 class _Pending:
@@ -118,9 +136,10 @@ class _Pending:
 class _Registration:
     """One hidden Tub's registration: its control channel and waiting dialers."""
 
-    def __init__(self, tubid: str, control: "_ControlChannel") -> None:
+    def __init__(self, tubid: str, control: "_ControlChannel", source: str) -> None:
         self.tubid = tubid
         self.control = control
+        self.source = source
         self.pending: dict[str, _Pending] = {}
 
 
@@ -160,8 +179,10 @@ class _RelayConnection(Protocol):
     def __init__(self, server: "RelayServer", addr: Optional[IAddress]) -> None:
         self._server = server
         self.addr = addr
+        self.source = _sourceOf(addr)
         self.state = _HEADER
         self._buffer = b""
+        self._closer = wire.CloseTimer()
 
     def __repr__(self) -> str:
         return "<relay connection %s %s from %r>" % (self.kind, self.state, self.addr)
@@ -207,6 +228,7 @@ class _RelayConnection(Protocol):
             )
             return
         self._cancelTimer()
+        self._server._headerDone(self)
         try:
             kind, value = wire.parse_request(self._buffer[:end])
         except wire.BadRequest as e:
@@ -236,7 +258,25 @@ class _RelayConnection(Protocol):
         self.state = _CLOSING
         self._buffer = b""
         self.transport.write(wire.http_error(status, reason, text))
-        self.transport.loseConnection()
+        self.close()
+
+    def close(self) -> None:
+        """
+        Close after what was written is delivered, and abort if the peer
+        has not let that happen within the close timeout: a peer that
+        stops reading must not hold the connection for ever.
+        """
+        # Through the TLS layer when there is one: it flushes, says
+        # close_notify, and then waits for the peer's.
+        (self._tls or self.transport).loseConnection()
+        self._closer.start(self._server._clock, self._server.limits.close_timeout, self.transport)
+
+    def evict(self) -> None:
+        """Drop this connection, still in its header stage, for a newer one."""
+        self._cancelTimer()
+        self.state = _CLOSING
+        self._buffer = b""
+        self.transport.abortConnection()
 
     def _headerTimedOut(self) -> None:
         self._timer = None
@@ -274,6 +314,7 @@ class _RelayConnection(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancelTimer()
+        self._closer.cancel()
         self.state = _CLOSING
         tls, self._tls = self._tls, None
         if tls is not None:
@@ -281,11 +322,8 @@ class _RelayConnection(Protocol):
         peer, self.peer = self.peer, None
         if peer is not None:
             peer.peer = None
-            # Our dead transport is the peer's registered producer; a
-            # consumer whose producer is paused never finishes closing, so
-            # unregister before asking it to close (after flushing).
-            peer.transport.unregisterProducer()
-            peer.transport.loseConnection()
+            _unsplice(peer.transport)
+            peer.close()
         self._server._connectionLost(self)
 
 
@@ -370,9 +408,11 @@ class _ControlChannel(LineOnlyReceiver):
             return
         self.sendLine(b"ERROR " + " ".join(text.split()).encode("ascii", "replace"))
         self._closing = True
-        # The TLS layer closes only once its producer is gone.
+        # The TLS layer closes only once its producer is gone, and then
+        # waits for the hidden Tub's close_notify: bounded by the
+        # connection's close timeout.
         self.transport.unregisterProducer()
-        self.transport.loseConnection()
+        self._connection.close()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.fail("line longer than %d bytes; %s" % (self.MAX_LENGTH, wire.CONTROL_COMMANDS))
@@ -497,6 +537,11 @@ class RelayServer:
         """
         if certificate is not None and cert_file is not None:
             raise TypeError("RelayServer takes certificate= or cert_file=, not both")
+        if allow is not None and not callable(allow):
+            raise TypeError(
+                "RelayServer(allow=...) expects a callable taking a TubID and returning "
+                "true to let it register, got %r" % (allow,)
+            )
         if cert_file is not None:
             certificate = _loadOrCreate(cert_file)
         elif certificate is None:
@@ -522,8 +567,15 @@ class RelayServer:
         self._allow = allow
         self._clock = clock
         self._tlsOptions = wire.tls_options(certificate)
+        #: Every connection not yet lost, counted or not (refused ones close
+        #: after their error is delivered).
+        self._open: set[_RelayConnection] = set()
         self._connections: set[_RelayConnection] = set()
+        #: Counted connections still in their header stage, oldest first.
+        self._inHeader: dict[_RelayConnection, None] = {}
+        self._perSource: dict[str, int] = {}
         self._registrations: dict[str, _Registration] = {}
+        self._registrationsPerSource: dict[str, int] = {}
         self._pending: dict[str, _Pending] = {}
         self._streams: dict[str, int] = {}
         self._ports: list[IListeningPort] = []
@@ -597,27 +649,66 @@ class RelayServer:
         """
         ports, self._ports = self._ports, []
         waits: list["Deferred[Any]"] = [defer.maybeDeferred(p.stopListening) for p in ports]
-        if self._connections:
+        if self._open:
             empty: "Deferred[None]" = Deferred()
             self._emptyWaiters.append(empty)
             waits.append(empty)
-            for connection in list(self._connections):
+            for connection in list(self._open):
                 connection.transport.abortConnection()
         return defer.gatherResults(waits).addCallback(lambda _: None)
 
     # -- from connections ------------------------------------------------------
 
     def _connectionMade(self, connection: _RelayConnection) -> None:
-        if len(self._connections) >= self.limits.max_connections:
+        self._open.add(connection)
+        limits = self.limits
+        source = connection.source
+        if self._perSource.get(source, 0) >= limits.max_connections_per_source:
             connection.refuse(
                 503,
                 "Service Unavailable",
-                "the relay is holding %d connections, its limit; try later"
-                % (self.limits.max_connections,),
+                "the relay is holding %d connections from %s, its limit per source "
+                "address; try later" % (limits.max_connections_per_source, source),
             )
             return
+        if len(self._connections) >= limits.max_connections:
+            if not self._inHeader:
+                connection.refuse(
+                    503,
+                    "Service Unavailable",
+                    "the relay is holding %d connections, its limit; try later"
+                    % (limits.max_connections,),
+                )
+                return
+            oldest = next(iter(self._inHeader))
+            _log.info(
+                "relay: dropping {victim}, which has not sent its header block, to "
+                "admit a new connection ({limit} connections, the limit)",
+                victim=repr(oldest),
+                limit=limits.max_connections,
+            )
+            self._forget(oldest)
+            oldest.evict()
         connection._counted = True
         self._connections.add(connection)
+        self._perSource[source] = self._perSource.get(source, 0) + 1
+        self._inHeader[connection] = None
+
+    def _headerDone(self, connection: _RelayConnection) -> None:
+        self._inHeader.pop(connection, None)
+
+    def _forget(self, connection: _RelayConnection) -> None:
+        """Stop counting C{connection} against the limits."""
+        if not connection._counted:
+            return
+        connection._counted = False
+        self._connections.discard(connection)
+        self._inHeader.pop(connection, None)
+        count = self._perSource.get(connection.source, 0) - 1
+        if count > 0:
+            self._perSource[connection.source] = count
+        else:
+            self._perSource.pop(connection.source, None)
 
     def _connectionLost(self, connection: _RelayConnection) -> None:
         pending, connection.pending = connection.pending, None
@@ -630,13 +721,12 @@ class RelayServer:
             else:
                 self._streams.pop(connection.tubid, None)
             connection.tubid = None
-        if connection._counted:
-            connection._counted = False
-            self._connections.discard(connection)
-            if not self._connections:
-                waiters, self._emptyWaiters = self._emptyWaiters, []
-                for d in waiters:
-                    d.callback(None)
+        self._forget(connection)
+        self._open.discard(connection)
+        if not self._open:
+            waiters, self._emptyWaiters = self._emptyWaiters, []
+            for d in waiters:
+                d.callback(None)
 
     def _dialerArrived(self, dialer: _RelayConnection, tubid: str) -> None:
         registration = self._registrations.get(tubid)
@@ -713,8 +803,7 @@ class RelayServer:
         if dialer._readPaused:
             dialer._readPaused = False
             dialer.transport.resumeProducing()
-        dialer.transport.registerProducer(stream.transport, True)
-        stream.transport.registerProducer(dialer.transport, True)
+        _joinTransports(dialer.transport, stream.transport)
 
     def _dropPending(self, pending: _Pending) -> None:
         self._pending.pop(pending.token, None)
@@ -766,6 +855,14 @@ class RelayServer:
                 "the relay has %d registrations, its limit; try later"
                 % (self.limits.max_registrations,)
             )
+        source = control._connection.source
+        limit = self.limits.max_registrations_per_source
+        replacing = existing is not None and existing.source == source
+        if not replacing and self._registrationsPerSource.get(source, 0) >= limit:
+            return (
+                "the relay has %d registrations from %s, its limit per source "
+                "address; try later" % (limit, source)
+            )
         if existing is not None:
             # Only the holder of the key can get here, so this is that Tub
             # again (restarted, or reconnecting before the relay noticed its
@@ -775,9 +872,10 @@ class RelayServer:
                 "connection" % (tubid,)
             )
             self._unregister(existing)
-        registration = _Registration(tubid, control)
+        registration = _Registration(tubid, control, source)
         control.registration = registration
         self._registrations[tubid] = registration
+        self._registrationsPerSource[source] = self._registrationsPerSource.get(source, 0) + 1
         _log.info("relay: {tubid} registered", tubid=tubid)
         return None
 
@@ -790,6 +888,11 @@ class RelayServer:
         registration.control.registration = None
         if self._registrations.get(registration.tubid) is registration:
             del self._registrations[registration.tubid]
+            count = self._registrationsPerSource.get(registration.source, 0) - 1
+            if count > 0:
+                self._registrationsPerSource[registration.source] = count
+            else:
+                self._registrationsPerSource.pop(registration.source, None)
             _log.info("relay: {tubid} unregistered", tubid=registration.tubid)
         for pending in list(registration.pending.values()):
             self._dropPending(pending)
@@ -809,13 +912,94 @@ def _hostAndPort(addr: Any) -> tuple[str, int]:
     return host, port if isinstance(port, int) else 0
 
 
+def _sourceOf(addr: Any) -> str:
+    """What the per-source limits count by: the peer's host."""
+    return _hostAndPort(addr)[0]
+
+
+def _joinTransports(a: Any, b: Any) -> None:
+    """
+    Make each of two spliced transports the other's producer, so that a
+    slow reader at one end pauses the writer at the other instead of
+    letting the relay buffer without bound.
+    """
+    a.registerProducer(b, True)
+    b.registerProducer(a, True)
+
+
+def _unsplice(survivor: Any) -> None:
+    """
+    The other end of C{survivor}'s splice is gone.  Its dead transport is
+    C{survivor}'s registered producer, and a consumer whose producer is
+    paused never finishes closing: unregister it before the close.
+    """
+    survivor.unregisterProducer()
+
+
 def _loadOrCreate(path: str) -> PrivateCertificate:
+    """
+    The relay's certificate from C{path}, made and written there first if
+    the file does not exist.  The file holds the private key: it is
+    created with mode 0600 and appears whole or not at all (written to a
+    temporary file and linked into place), and a relay started twice at
+    once uses whichever key was written first.
+
+    @raise wire.RelayError: naming the file, if it cannot be read or does
+        not hold a certificate and key.
+    """
     try:
         with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
-        certificate = crypto.createCertificate()
-        with open(path, "wb") as f:
-            f.write(certificate.dumpPEM())
-        return cast(PrivateCertificate, certificate)
-    return PrivateCertificate.loadPEM(data)
+        return _create(path)
+    except OSError as e:
+        raise wire.RelayError(
+            "cannot read the relay's certificate file %r: %s" % (path, e.strerror or e)
+        ) from None
+    return _parseCertificate(path, data)
+
+
+def _parseCertificate(path: str, data: bytes) -> PrivateCertificate:
+    try:
+        return PrivateCertificate.loadPEM(data)
+    except Exception as e:
+        raise wire.RelayError(
+            "the relay's certificate file %r does not hold a PEM certificate and "
+            "private key, as RelayServer(cert_file=...) writes it (%s: %s); restore "
+            "it, or move it away to make a new relay identity (which changes the "
+            "relay URL)" % (path, type(e).__name__, e)
+        ) from None
+
+
+def _create(path: str) -> PrivateCertificate:
+    certificate = cast(PrivateCertificate, crypto.createCertificate())
+    data = certificate.dumpPEM()
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".relay-cert-", dir=directory)
+    except OSError as e:
+        raise wire.RelayError(
+            "cannot create the relay's certificate file %r: %s" % (path, e.strerror or e)
+        ) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            # Never replaces a file another process wrote meanwhile.
+            os.link(tmp, path)
+        except FileExistsError:
+            with open(path, "rb") as f:
+                return _parseCertificate(path, f.read())
+    except OSError as e:
+        raise wire.RelayError(
+            "cannot create the relay's certificate file %r: %s" % (path, e.strerror or e)
+        ) from None
+    finally:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+    return certificate

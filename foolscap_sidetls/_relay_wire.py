@@ -43,14 +43,21 @@ import os
 import re
 from typing import Any, Optional
 
+from foolscap.ipb import InvalidHintError
+
 from OpenSSL import SSL
 from zope.interface import implementer
 from twisted.internet.interfaces import (
+    IDelayedCall,
     IOpenSSLClientConnectionCreator,
     IOpenSSLServerConnectionCreator,
+    IReactorTime,
 )
 from twisted.internet.ssl import CertificateOptions
 from foolscap import base32, crypto
+
+from . import _hints
+from ._endpoints import _checkSeconds
 
 #: The longest first header block, as Foolscap's own Negotiation allows.
 MAX_HEADER = 4096
@@ -88,9 +95,6 @@ CONTROL_COMMANDS = (
 
 _ID_RE = re.compile(r"^[a-z2-7]{32}\Z")
 _NUMBER_RE = re.compile(r"^[0-9]{1,20}\Z")
-_TCP_HINT_RE = re.compile(
-    r"^tcp:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):([0-9]{1,5})\Z", re.ASCII
-)
 _LEGACY_HINT_RE = re.compile(r"^([A-Za-z0-9.\-]+):([0-9]{1,5})\Z", re.ASCII)
 
 RELAY_URL_SCHEME = "relay://"
@@ -280,23 +284,32 @@ def is_tcp_hint(hint: str) -> bool:
     return hint.startswith("tcp:") or bool(_LEGACY_HINT_RE.match(hint))
 
 
+def tcp_hint(hint: str) -> str:
+    """
+    A relay's tcp hint in the C{tcp:HOST:PORT} spelling a Tub's C{tcp}
+    handler is asked with, checked strictly (by L{_hints.parse_tcp_hint},
+    which the Tubs' own handlers use too).  C{HOST:PORT} is the legacy
+    spelling, as Foolscap's connector reads it.
+
+    @raise ValueError: naming the hint, what is wrong and what is accepted.
+    """
+    spelled = hint if hint.startswith("tcp:") else "tcp:" + hint
+    try:
+        _hints.parse_tcp_hint(spelled)
+    except InvalidHintError as e:
+        raise ValueError("bad tcp hint %r for the relay: %s" % (hint, e)) from None
+    return spelled
+
+
 def parse_tcp_hint(hint: str) -> tuple[str, int]:
     """
-    The host and port of a relay's tcp hint, checked strictly: ASCII digits
-    and a port that exists.  (Foolscap's own tcp expression accepts any
-    Unicode digit and any number of them.)  C{HOST:PORT} is the legacy
-    spelling of C{tcp:HOST:PORT}.
+    The host and port of a relay's tcp hint (C{tcp:HOST:PORT}, or the
+    legacy C{HOST:PORT}), read as strictly as the Tubs' own tcp handlers
+    read theirs.
 
-    @raise ValueError: naming the hint and what is accepted.
+    @raise ValueError: naming the hint, what is wrong and what is accepted.
     """
-    match = _TCP_HINT_RE.match(hint) or _LEGACY_HINT_RE.match(hint)
-    port = int(match.group(2)) if match else 0
-    if not match or not 0 < port < 65536:
-        raise ValueError(
-            "bad tcp hint %r: expected tcp:HOST:PORT, HOST a DNS name, IPv4 address "
-            "or [IPv6 address], PORT 1-65535" % (hint,)
-        )
-    return match.group(1).lstrip("[").rstrip("]"), port
+    return _hints.parse_tcp_hint(tcp_hint(hint))
 
 
 def relay_url(relayID: str, hints: list[str]) -> str:
@@ -308,3 +321,77 @@ def relay_url(relayID: str, hints: list[str]) -> str:
     if not hints:
         raise ValueError("a relay URL needs at least one connection hint")
     return "%s%s@%s" % (RELAY_URL_SCHEME, relayID, ",".join(hints))
+
+
+# -- arguments --------------------------------------------------------------
+
+
+def check_seconds(value: object, name: str, what: str, *, optional: bool = False) -> None:
+    """
+    A timeout or interval argument: a number of seconds above 0, or (when
+    C{optional}) L{None} for "none".  Checked when the object is made, so
+    a string does not fail later, deep in C{callLater}, and 0 or a
+    negative number does not silently mean something else.
+
+    @raise TypeError: for a value that is not a number (C{True} included).
+    @raise ValueError: for a number that is not above 0.
+    """
+    if optional:
+        _checkSeconds(value, name, what)
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            "%s: %s must be a number of seconds, got %r (%s)"
+            % (what, name, value, type(value).__name__)
+        )
+    if not value > 0:
+        raise ValueError("%s: %s must be more than 0 seconds, got %r" % (what, name, value))
+
+
+def check_count(value: object, name: str, what: str) -> None:
+    """
+    A limit: a whole number of at least 1 (C{True} is not one).
+
+    @raise TypeError: for a value that is not an int.
+    @raise ValueError: for an int below 1.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            "%s: %s must be a whole number, got %r (%s)"
+            % (what, name, value, type(value).__name__)
+        )
+    if value < 1:
+        raise ValueError("%s: %s must be at least 1, got %d" % (what, name, value))
+
+
+# -- closing ------------------------------------------------------------------
+
+
+class CloseTimer:
+    """
+    Bounds a close this end started: a graceful close (TLS close_notify,
+    or a TCP close that first delivers what is buffered) waits for a peer
+    that may never read or answer, so after C{seconds} the transport is
+    aborted -- the pattern of L{foolscap_sidetls._protocol}'s close timeout.
+    The protocol calls L{cancel} from C{connectionLost}.
+    """
+
+    _call: Optional[IDelayedCall] = None
+    #: The timeout after which the close was forced, if it was.
+    aborted: Optional[float] = None
+
+    def start(self, clock: IReactorTime, seconds: Optional[float], transport: Any) -> None:
+        """Abort C{transport} after C{seconds} (L{None}: never) unless cancelled first."""
+        if seconds is None or self._call is not None:
+            return
+        self._call = clock.callLater(seconds, self._fire, seconds, transport)
+
+    def _fire(self, seconds: float, transport: Any) -> None:
+        self._call = None
+        self.aborted = seconds
+        transport.abortConnection()
+
+    def cancel(self) -> None:
+        call, self._call = self._call, None
+        if call is not None and call.active():
+            call.cancel()

@@ -11,6 +11,10 @@ test_relay_tubs.py.
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
+import tempfile
 from typing import Any, Optional
 
 from zope.interface import implementer
@@ -19,15 +23,18 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.ssl import CertificateOptions
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
+from foolscap.api import Tub
 from foolscap.ipb import IConnectionHintHandler
 
-from foolscap_sidetls import handler, relay
+from foolscap_sidetls import dialer as sidetlsDialer, handler, relay
 from foolscap_sidetls import _relay_wire as wire
-from foolscap_sidetls.testing import MemoryNetwork
+from foolscap_sidetls.testing import MemoryNetwork, MemoryTransport
 
+from ._relay_helpers import LogEvents, SourcedEndpoint, advance, listenerNames, pump, relaySide
 from ._tls import certificate, foolscapOptions
 
 RELAY = "relay"
@@ -35,26 +42,6 @@ RELAY = "relay"
 
 def idOf(name: str) -> str:
     return wire.certificate_id(certificate(name))
-
-
-def pump(clock: Clock, limit: int = 100000) -> None:
-    """Run everything due now (deliveries are callLater(0)), to quiescence."""
-    for _ in range(limit):
-        now = clock.seconds()
-        if not any(call.getTime() <= now for call in clock.getDelayedCalls()):
-            return
-        clock.advance(0)
-    raise AssertionError("the in-memory network never went quiet")
-
-
-def advance(clock: Clock, seconds: float, step: float = 0.5) -> None:
-    """Let C{seconds} pass, pumping the network at every C{step}."""
-    pump(clock)
-    while seconds > 1e-9:
-        dt = min(step, seconds)
-        clock.advance(dt)
-        pump(clock)
-        seconds -= dt
 
 
 # -- hand-written peers -------------------------------------------------------------
@@ -186,7 +173,9 @@ class RelayTestCase(TestCase):
     def makeServer(self, **kwargs: Any) -> relay.RelayServer:
         kwargs.setdefault("limits", self.limits)
         server = relay.RelayServer(certificate("relay"), clock=self.clock, **kwargs)
-        self.successResultOf(server.listen(self.net.server_endpoint(RELAY)))
+        #: Set C{.source} to make new connections come from that host.
+        self.sources = SourcedEndpoint(self.net.server_endpoint(RELAY))
+        self.successResultOf(server.listen(self.sources))
         self.addCleanup(self.stopServer, server)
         return server
 
@@ -213,6 +202,7 @@ class RelayTestCase(TestCase):
     def hiddenEndpoint(self, name: str = "hidden", **kwargs: Any) -> relay.RelayListenerEndpoint:
         kwargs.setdefault("keepalive", None)
         kwargs.setdefault("description", "test relay")
+        kwargs.setdefault("random", lambda: 0.5)  # no jitter: waits are exact
         endpoint = relay.RelayListenerEndpoint(
             kwargs.pop("via", None) or self.net.client_endpoint(RELAY),
             certificate(name),
@@ -287,18 +277,84 @@ class WireTests(TestCase):
             self.assertIn("relay://<relay-id>@<hint>", str(exc))
 
     def test_tcpHintsAreCheckedStrictly(self) -> None:
+        """
+        A relay's tcp hints are read by the same strict parser as the Tubs'
+        own tcp hints, and a bad one is a ValueError naming it, what is
+        wrong, and what is accepted.
+        """
         self.assertEqual(wire.parse_tcp_hint("tcp:relay.example.org:7000"), ("relay.example.org", 7000))
         self.assertEqual(wire.parse_tcp_hint("tcp:[::1]:7000"), ("::1", 7000))
         self.assertEqual(wire.parse_tcp_hint("127.0.0.1:7000"), ("127.0.0.1", 7000))
-        for bad in ("tcp:h:65558", "tcp:h:0", "tcp:h:\u0667\u0660", "tcp:h", "tcp:h:1\n"):
+        self.assertEqual(wire.tcp_hint("127.0.0.1:7000"), "tcp:127.0.0.1:7000")
+        for bad, why in [
+            ("tcp:h:65558", "port '65558' is not a number from 1 to 65535"),
+            ("tcp:h:0", "port '0' is not a number from 1 to 65535"),
+            ("tcp:h:\u0667\u0660", "it contains '\u0667', which is not printable ASCII"),
+            ("tcp:h", "it has no ':PORT' after the host"),
+            ("tcp:h:1\n", "it contains '\\n', which is not printable ASCII"),
+            # What the relay's own, looser expression used to accept:
+            ("tcp:[:::::]:7000", "'[:::::]' is not an IPv6 address"),
+            ("tcp:-a..b:7000", "host '-a..b' has an empty label"),
+            ("tcp:[1.2.3]:80", "'[1.2.3]' is not an IPv6 address"),
+        ]:
             exc = self.assertRaises(ValueError, wire.parse_tcp_hint, bad)
-            self.assertIn("expected tcp:HOST:PORT", str(exc))
+            self.assertTrue(
+                str(exc).startswith(
+                    "bad tcp hint %r for the relay: unrecognized TCP hint %r: %s"
+                    % (bad, bad, why)
+                ),
+                str(exc),
+            )
+            self.assertTrue(
+                str(exc).endswith(
+                    "(expected 'tcp:HOST:PORT', HOST being a DNS name, an IPv4 address "
+                    "or an [IPv6] address)"
+                ),
+                str(exc),
+            )
 
     def test_limitsChecked(self) -> None:
-        exc = self.assertRaises(ValueError, relay.RelayLimits, max_pending_per_registration=0)
-        self.assertIn("max_pending_per_registration must be an int >= 1, got 0", str(exc))
-        exc = self.assertRaises(ValueError, relay.RelayLimits, stream_timeout=-1)
-        self.assertIn("stream_timeout must be a number of seconds > 0", str(exc))
+        """Bad limits fail when the RelayLimits is made, each message exact."""
+        for kwargs, kind, message in [
+            (
+                {"max_pending_per_registration": 0},
+                ValueError,
+                "RelayLimits: max_pending_per_registration must be at least 1, got 0",
+            ),
+            (
+                {"max_connections": True},
+                TypeError,
+                "RelayLimits: max_connections must be a whole number, got True (bool)",
+            ),
+            (
+                {"max_registrations_per_source": 2.5},
+                TypeError,
+                "RelayLimits: max_registrations_per_source must be a whole number, got 2.5 (float)",
+            ),
+            (
+                {"stream_timeout": -1},
+                ValueError,
+                "RelayLimits: stream_timeout must be more than 0 seconds, got -1",
+            ),
+            (
+                {"header_timeout": None},
+                TypeError,
+                "RelayLimits: header_timeout must be a number of seconds, got None (NoneType)",
+            ),
+            (
+                {"control_idle_timeout": "180"},
+                TypeError,
+                "RelayLimits: control_idle_timeout must be a number of seconds, got '180' (str)",
+            ),
+            (
+                {"close_timeout": 0},
+                ValueError,
+                "RelayLimits: close_timeout must be more than 0 seconds (None: no limit), got 0",
+            ),
+        ]:
+            exc = self.assertRaises(kind, relay.RelayLimits, **kwargs)
+            self.assertEqual(str(exc), message)
+        self.assertIsNone(relay.RelayLimits(close_timeout=None).close_timeout)
 
 
 # -- the relay: routing and splicing -----------------------------------------------------
@@ -328,7 +384,9 @@ class SpliceTests(RelayTestCase):
 
         self.assertEqual(app.transport.role, "listener")
         self.assertEqual(app.addr, relay.RelayedAddress("dialer-2", 2, "test relay"))
-        self.assertEqual(list(self.net._listeners), [RELAY])
+        # Control channel, dialer and stream: every connection was to the relay.
+        self.assertEqual(len(self.net.transports), 6)
+        self.assertEqual(listenerNames(self.net), {RELAY})
         self.assertEqual(self.server.relayed, 1)
         self.assertEqual(self.server.streams(idOf("hidden")), 1)
 
@@ -473,17 +531,43 @@ class RefusalTests(RelayTestCase):
         stream = self.dial(b"GET /relay/v1/stream/%s HTTP/1.1\r\n\r\n" % token.encode())
         self.assertRefused(stream, "404 Not Found: no dialer is waiting for stream token " + token)
 
-    def test_tooManyConnections(self) -> None:
-        dialers = [self.dial() for _ in range(10)]
-        self.assertEqual([d.lost for d in dialers], [None] * 10)
+    def test_fullRelayDropsTheOldestSilentConnection(self) -> None:
+        """
+        At max_connections a new connection is admitted by dropping the
+        oldest one that has not sent its header block -- a flood of silent
+        connections cannot keep an honest dialer out -- and connections past
+        that stage are never dropped for it.
+        """
+        hidden = self.fakeHidden()  # past its header: a control channel
+        silent = [self.dial() for _ in range(9)]
+        self.assertEqual(self.server.connections, 10)
+        late = self.dial(request(idOf("nobody")))
+        self.assertIsInstance(silent[0].lost.value, error.ConnectionLost)
+        self.assertEqual(silent[0].received, b"")
+        self.assertEqual([d.lost for d in silent[1:]], [None] * 8)
+        self.assertIsNone(hidden.lost)
+        # The newcomer was served (its TubID is unknown, and it is told so).
+        self.assertRefused(late, "404 Not Found: no Tub with TubID %s" % idOf("nobody"))
+        pump(self.clock)
+        self.assertEqual(self.server.connections, 9)
+
+        newer = [self.dial() for _ in range(2)]
+        self.assertIsInstance(silent[1].lost.value, error.ConnectionLost)
+        self.assertEqual([d.lost for d in silent[2:] + newer], [None] * 9)
+        self.assertEqual(self.server.connections, 10)
+
+    def test_fullRelayRefusesWhenNoneIsSilent(self) -> None:
+        controls = [self.fakeHidden() for _ in range(10)]
         eleventh = self.dial()
         self.assertRefused(
-            eleventh, "503 Service Unavailable: the relay is holding 10 connections, its limit"
+            eleventh,
+            "503 Service Unavailable: the relay is holding 10 connections, its limit; try later",
         )
-        for d in dialers:
-            d.transport.loseConnection()
+        self.assertEqual([c.lost for c in controls], [None] * 10)
+        self.assertEqual(self.server.connections, 10)
+        controls[0].transport.loseConnection()
         pump(self.clock)
-        self.assertEqual(self.server.connections, 0)
+        self.assertEqual(self.server.connections, 9)
         self.assertIsNone(self.dial().lost)
 
     def test_pendingLimitPerRegistration(self) -> None:
@@ -883,3 +967,273 @@ class RelayListenerTests(RelayTestCase):
         self.assertIn("expects a twisted.internet.ssl.PrivateCertificate", str(exc))
         exc = self.assertRaises(TypeError, self.server.listen, "tcp:0")
         self.assertIn("expects an IStreamServerEndpoint", str(exc))
+
+
+# -- per-source limits -------------------------------------------------------------------------
+
+
+class SourceLimitTests(RelayTestCase):
+    limits = relay.RelayLimits(
+        max_connections=6,
+        max_connections_per_source=2,
+        max_registrations_per_source=1,
+        header_timeout=10,
+        control_idle_timeout=100,
+    )
+
+    def test_connectionsPerSource(self) -> None:
+        self.sources.source = "10.0.0.1"
+        first, second = self.dial(), self.dial()
+        third = self.dial()
+        self.assertEqual(
+            third.received,
+            b"HTTP/1.1 503 Service Unavailable: the relay is holding 2 connections from "
+            b"10.0.0.1, its limit per source address; try later\r\n\r\n",
+        )
+        self.assertIsNotNone(third.lost)
+        self.assertEqual((first.lost, second.lost), (None, None))
+        self.assertEqual(self.server.connections, 2)
+        # Another source is not held back by that one...
+        self.sources.source = "10.0.0.2"
+        other = [self.dial(), self.dial()]
+        self.assertEqual([d.lost for d in other], [None, None])
+        # ...and the first gets a place back when one of its own closes.
+        first.transport.loseConnection()
+        pump(self.clock)
+        self.sources.source = "10.0.0.1"
+        self.assertIsNone(self.dial().lost)
+        self.assertEqual(self.server.connections, 4)
+
+    def test_oneSourceCannotEvictPastItsOwnLimit(self) -> None:
+        """
+        Silent connections from one source take no more than its share,
+        so they never make the relay drop another source's connections.
+        """
+        others = []
+        for n in range(4):
+            self.sources.source = "10.0.0.%d" % (10 + n,)
+            others.append(self.dial())
+        self.sources.source = "10.0.0.1"
+        flood = [self.dial() for _ in range(10)]
+        self.assertEqual([d.lost for d in others], [None] * 4)
+        self.assertEqual([d.lost for d in flood[:2]], [None, None])
+        for refused in flood[2:]:
+            self.assertTrue(refused.received.startswith(b"HTTP/1.1 503 "), refused.received)
+        self.assertEqual(self.server.connections, 6)
+
+    def test_registrationsPerSource(self) -> None:
+        """
+        A fresh key costs nothing, so one address may hold
+        max_registrations_per_source registrations: the next is refused,
+        while that same Tub re-registering from there replaces its own.
+        """
+        self.sources.source = "10.0.0.1"
+        first = self.fakeHidden("hidden")
+        first.send("REGISTER " + idOf("hidden"))
+        pump(self.clock)
+        second = self.fakeHidden("other")
+        second.send("REGISTER " + idOf("other"))
+        pump(self.clock)
+        self.assertEqual(
+            second.lines,
+            ["ERROR the relay has 1 registrations from 10.0.0.1, its limit per source "
+             "address; try later"],
+        )
+        self.assertIsNotNone(second.lost)
+        again = self.fakeHidden("hidden")
+        again.send("REGISTER " + idOf("hidden"))
+        pump(self.clock)
+        self.assertEqual(again.lines, ["OK REGISTER " + idOf("hidden")])
+        self.assertIsNotNone(first.lost)
+        self.sources.source = "10.0.0.2"
+        elsewhere = self.fakeHidden("other")
+        elsewhere.send("REGISTER " + idOf("other"))
+        pump(self.clock)
+        self.assertEqual(elsewhere.lines, ["OK REGISTER " + idOf("other")])
+        self.assertEqual(self.server.registered, {idOf("hidden"), idOf("other")})
+
+
+# -- closes the relay started ------------------------------------------------------------------
+
+
+class RelayCloseTimeoutTests(RelayTestCase):
+    """
+    A peer that stops reading cannot hold a connection the relay is
+    closing: after close_timeout the relay aborts it.
+    """
+
+    limits = relay.RelayLimits(header_timeout=100, control_idle_timeout=1000, close_timeout=30)
+
+    def test_refusedPeerThatDoesNotRead(self) -> None:
+        dialer = self.dial()
+        dialer.transport.pauseProducing()
+        dialer.transport.write(b"HELLO\r\n\r\n")
+        advance(self.clock, 29.5)
+        self.assertIsNone(dialer.lost)
+        self.assertEqual(self.server.connections, 1)
+        advance(self.clock, 1)
+        self.assertIsInstance(dialer.lost.value, error.ConnectionLost)
+        self.assertEqual(self.server.connections, 0)
+
+    def test_failedControlChannelThatDoesNotAnswer(self) -> None:
+        """
+        The relay's ERROR is followed by TLS's close_notify, and a clean
+        close then waits for the hidden Tub's: it never comes from a peer
+        that has stopped reading.
+        """
+        hidden = self.fakeHidden()
+        hidden.transport.pauseProducing()
+        hidden.send("HELLO there")
+        advance(self.clock, 29.5)
+        self.assertIsNone(hidden.lost)
+        advance(self.clock, 1)
+        self.assertIsInstance(hidden.lost.value, error.ConnectionLost)
+        self.assertEqual(self.server.connections, 0)
+
+    def test_splicedPeerThatDoesNotRead(self) -> None:
+        """The dialer hangs up; the hidden Tub's side is not reading what it sent last."""
+        endpoint, port, factory = self.listenHidden(factory=AppFactory(paused=True))
+        dialer = self.dial(request(idOf("hidden")))
+        (app,) = factory.made
+        dialer.transport.write(b"last words")
+        dialer.transport.loseConnection()
+        advance(self.clock, 29.5)
+        self.assertIsNone(app.lost)
+        self.assertEqual(self.server.connections, 2)  # control channel and stream
+        advance(self.clock, 1)
+        self.assertIsInstance(app.lost.value, error.ConnectionLost)
+        self.assertEqual(self.server.connections, 1)
+
+    def test_stopDropsSplicedAndClosingConnections(self) -> None:
+        """
+        stop() drops every connection -- spliced pairs, a refused peer
+        still being closed -- and fires once they are gone; the hidden Tub
+        then waits to register again.
+        """
+        endpoint, port, factory = self.listenHidden()
+        dialer = self.dial(request(idOf("hidden")))
+        (app,) = factory.made
+        refused = self.dial()
+        refused.transport.pauseProducing()
+        refused.transport.write(b"HELLO\r\n\r\n")
+        pump(self.clock)
+        self.assertEqual(self.server.connections, 4)
+        d = self.server.stop()
+        pump(self.clock)
+        self.successResultOf(d)
+        self.assertIsInstance(dialer.lost.value, error.ConnectionLost)
+        self.assertIsInstance(app.lost.value, error.ConnectionLost)
+        self.assertIsInstance(refused.lost.value, error.ConnectionLost)
+        self.assertEqual(self.server.connections, 0)
+        self.assertEqual(self.server.registered, frozenset())
+        self.assertEqual(endpoint.state, relay.WAITING)
+
+
+# -- the relay's buffering before a splice -------------------------------------------------------
+
+
+class WaitingDialerTests(RelayTestCase):
+    limits = relay.RelayLimits(header_timeout=10, stream_timeout=100, control_idle_timeout=1000)
+
+    def registered(self) -> FakeHidden:
+        hidden = self.fakeHidden()
+        hidden.send("REGISTER " + idOf("hidden"))
+        pump(self.clock)
+        self.assertEqual(hidden.lines, ["OK REGISTER " + idOf("hidden")])
+        return hidden
+
+    def openStream(self, hidden: FakeHidden, after: bytes = b"") -> Dialer:
+        command, token, host, port = hidden.lines[-1].split()
+        self.assertEqual(command, "CONNECT")
+        return self.dial(b"GET /relay/v1/stream/%s HTTP/1.1\r\n\r\n" % token.encode() + after)
+
+    def test_talkingDialerIsPausedUntilSpliced(self) -> None:
+        """
+        A dialer that keeps writing while its hidden Tub has not opened the
+        stream is held back after about a header block's worth -- the relay
+        stops reading it -- and everything it wrote arrives once spliced.
+        """
+        hidden = self.registered()
+        flood = Flood()
+        d = self.net.client_endpoint(RELAY).connect(Factory.forProtocol(lambda: flood))
+        pump(self.clock)
+        self.successResultOf(d)
+        self.assertTrue(flood.paused)
+        held = flood.sent
+        advance(self.clock, 5)
+        # Still paused: the relay read no more, so the dialer wrote no more.
+        self.assertEqual(flood.sent, held)
+        self.assertLess(held, 512 * 1024)
+        flood.stopFlood()
+        stream = self.openStream(hidden)
+        pump(self.clock)
+        self.assertEqual(stream.received, wire.STREAM_ACCEPTED + flood.everything())
+        self.assertIsNone(stream.lost)
+
+    def test_streamEarlyData(self) -> None:
+        """Bytes the stream sends with its request reach the dialer, first."""
+        hidden = self.registered()
+        dialer = self.dial(request(idOf("hidden")))
+        stream = self.openStream(hidden, after=b"early bytes")
+        pump(self.clock)
+        self.assertEqual(dialer.received, b"early bytes")
+        self.assertEqual(stream.received, wire.STREAM_ACCEPTED + request(idOf("hidden")))
+
+
+# -- the relay's certificate file -------------------------------------------------------------
+
+
+class CertificateFileTests(TestCase):
+    def mktemp(self) -> str:
+        """A fresh path in a directory removed after the test."""
+        directory = tempfile.mkdtemp(prefix="relay-cert-test-")
+        self.addCleanup(shutil.rmtree, directory)
+        return os.path.join(directory, "relay.pem")
+
+    def test_createdOnceThenLoaded(self) -> None:
+        path = self.mktemp()
+        directory = os.path.dirname(path) = os.path.join(directory, "relay.pem")
+        first = relay.RelayServer(cert_file=path)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        # Written whole, under its own name: no temporary file is left.
+        self.assertEqual(os.listdir(directory), ["relay.pem"])
+        second = relay.RelayServer(cert_file=path)
+        self.assertEqual(second.relay_id, first.relay_id)
+        self.assertEqual(second.certificate.dumpPEM(), first.certificate.dumpPEM())
+
+    def test_corruptFile(self) -> None:
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+        exc = self.assertRaises(relay.RelayError, relay.RelayServer, cert_file=path)
+        message = str(exc)
+        self.assertTrue(
+            message.startswith(
+                "the relay's certificate file %r does not hold a PEM certificate and "
+                "private key, as RelayServer(cert_file=...) writes it (" % (path,)
+            ),
+            message,
+        )
+        self.assertTrue(
+            message.endswith(
+                "); restore it, or move it away to make a new relay identity (which "
+                "changes the relay URL)"
+            ),
+            message,
+        )
+        with open(path, "rb") as f:
+            self.assertIn(b"not base64", f.read())  # left as it was
+
+    def test_unreadableFile(self) -> None:
+        path = self.mktemp()
+        os.mkdir(path)
+        exc = self.assertRaises(relay.RelayError, relay.RelayServer, cert_file=path)
+        self.assertEqual(
+            str(exc), "cannot read the relay's certificate file %r: Is a directory" % (path,)
+        )
+
+    def test_certificateAndFile(self) -> None:
+        exc = self.assertRaises(
+            TypeError, relay.RelayServer, certificate("relay"), cert_file="relay.pem"
+        )
+        self.assertEqual(str(exc), "RelayServer takes certificate= or cert_file=, not both")
