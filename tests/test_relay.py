@@ -1192,7 +1192,7 @@ class CertificateFileTests(TestCase):
 
     def test_createdOnceThenLoaded(self) -> None:
         path = self.mktemp()
-        directory = os.path.dirname(path) = os.path.join(directory, "relay.pem")
+        directory = os.path.dirname(path)
         first = relay.RelayServer(cert_file=path)
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
         # Written whole, under its own name: no temporary file is left.
