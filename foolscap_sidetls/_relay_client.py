@@ -1034,6 +1034,8 @@ def listener(
     keepalive: Optional[float] = 60.0,
     max_pending_streams: int = 32,
     close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+    jitter: float = 0.25,
+    random: Optional[Callable[[], float]] = None,
     reactor: Any = None,
 ) -> RelayListenerEndpoint:
     """
@@ -1055,7 +1057,8 @@ def listener(
     @param tub: The hidden Tub; its certificate proves its TubID.
     @param reactor: What the hint handlers dial with (the global reactor
         by default); C{clock} defaults to it.
-    @param close_timeout: as for L{RelayListenerEndpoint}.
+    @param close_timeout: as for L{RelayListenerEndpoint}, like the other
+        keyword arguments.
     @raise ValueError: for a malformed relay URL or a hint type C{tub} has
         no handler for.
     """
@@ -1104,6 +1107,8 @@ def listener(
         keepalive=keepalive,
         max_pending_streams=max_pending_streams,
         close_timeout=close_timeout,
+        jitter=jitter,
+        random=random,
     )
 
 

@@ -806,7 +806,7 @@ class RelayListenerTests(RelayTestCase):
         endpoint, port, factory = self.listenHidden(keepalive=5)
         # The relay's end of the control connection stops reading: it is
         # wedged, and answers no PING.
-        relayEnd = self.net.transports[1]
+        (relayEnd,) = relaySide(self.net, RELAY)
         relayEnd.pauseProducing()
         advance(self.clock, 9.5)
         self.assertEqual(endpoint.state, relay.REGISTERED)
@@ -960,7 +960,7 @@ class RelayListenerTests(RelayTestCase):
         self.assertIn("expects a foolscap.api.Tub", str(exc))
         tub, _ = self.fakeTub()
         exc = self.assertRaises(ValueError, relay.listener, "tcp:h:65558", tub)
-        self.assertIn("bad tcp hint 'tcp:h:65558'", str(exc))
+        self.assertIn("bad tcp hint 'tcp:h:65558' for the relay: ", str(exc))
         exc = self.assertRaises(ValueError, relay.listener, "tor:abc.onion:7000", tub)
         self.assertIn("no connection-hint handler for 'tor' hints", str(exc))
         exc = self.assertRaises(TypeError, relay.RelayServer, certificate="pem")
@@ -1237,3 +1237,225 @@ class CertificateFileTests(TestCase):
             TypeError, relay.RelayServer, certificate("relay"), cert_file="relay.pem"
         )
         self.assertEqual(str(exc), "RelayServer takes certificate= or cert_file=, not both")
+
+
+# -- the hidden Tub's side: how it reaches the relay, and how it stops -------------------------
+
+
+@implementer(IConnectionHintHandler)
+class RecordingTCP:
+    """
+    A Tub's tcp handler that is not the default one (as a Tor one is): it
+    notes every hint and reactor it is asked with, and reaches the
+    in-memory relay through a sidetls dialer, as foolscap_sidetls.tor's
+    handlers return them.
+    """
+
+    def __init__(self, net: MemoryNetwork) -> None:
+        self.net = net
+        self.asked: list[tuple[str, Any]] = []
+
+    def hint_to_endpoint(self, hint: str, reactor: Any, update_status: Any) -> Any:
+        self.asked.append((hint, reactor))
+        return sidetlsDialer(self.net.client_endpoint(RELAY)), "relay"
+
+    def describe(self) -> str:
+        return "recording-tcp"
+
+
+class RelayHintTests(RelayTestCase):
+    limits = relay.RelayLimits(header_timeout=10, control_idle_timeout=100)
+
+    def tub(self) -> Tub:
+        tub = Tub(certData=certificate("hidden").dumpPEM())
+        tub.removeAllConnectionHintHandlers()
+        return tub
+
+    def test_tcpHintsGoThroughTheTubsOwnHandler(self) -> None:
+        """
+        A Tub that routes tcp hints through something (Tor) reaches its
+        relay through it too -- a direct connection would tell the relay
+        its address -- with the reactor it was given; the role wrappers
+        are taken off, so the relayed stream is not wrapped twice.
+        """
+        tub = self.tub()
+        recording = RecordingTCP(self.net)
+        tub.addConnectionHintHandler("tcp", handler(recording))
+        url = "relay://%s@127.0.0.1:7000" % (idOf("relay"),)  # the legacy spelling
+        endpoint = relay.listener(url, tub, reactor=self.clock, keepalive=None, random=None)
+        factory = AppFactory()
+        port = self.successResultOf(endpoint.listen(factory))
+        self.addCleanup(self.stopPort, port)
+        pump(self.clock)
+        self.assertEqual(endpoint.state, relay.REGISTERED)
+        self.assertEqual(recording.asked, [("tcp:127.0.0.1:7000", self.clock)])
+
+        dialer = self.dial(request(idOf("hidden")))
+        self.assertEqual(
+            recording.asked, [("tcp:127.0.0.1:7000", self.clock)] * 2
+        )
+        (app,) = factory.made
+        self.assertEqual(app.transport.role, "listener")
+        self.assertIsInstance(app.transport.transport, MemoryTransport)
+        self.assertEqual(app.received, request(idOf("hidden")))
+        self.assertIsNone(dialer.lost)
+
+    def test_noTcpHandlerNoTcp(self) -> None:
+        """A Tub whose tcp handler was removed does not dial the relay's tcp hint."""
+        tub = self.tub()
+        tub.addConnectionHintHandler("memory", self.net.hint_handler())
+        url = "relay://%s@tcp:127.0.0.1:7000" % (idOf("relay"),)
+        exc = self.assertRaises(ValueError, relay.listener, url, tub)
+        self.assertEqual(
+            str(exc),
+            "no connection-hint handler for 'tcp' hints on %r, so the relay hint "
+            "'tcp:127.0.0.1:7000' cannot be dialed (the Tub would not dial such a hint "
+            "either); add one with tub.addConnectionHintHandler('tcp', ...), give the "
+            "relay a hint of a type the Tub has a handler for (it has: memory), or pass "
+            "an IStreamClientEndpoint for the relay" % (tub,),
+        )
+
+
+class ListenerArgumentTests(TestCase):
+    def check(self, kind: type, message: str, **kwargs: Any) -> None:
+        endpoint = MemoryNetwork(clock=Clock()).client_endpoint(RELAY)
+        exc = self.assertRaises(
+            kind, relay.RelayListenerEndpoint, endpoint, certificate("hidden"), **kwargs
+        )
+        self.assertEqual(str(exc), message)
+
+    def test_seconds(self) -> None:
+        self.check(
+            ValueError,
+            "RelayListenerEndpoint: keepalive must be more than 0 seconds (None: no limit), got 0",
+            keepalive=0,
+        )
+        self.check(
+            TypeError,
+            "RelayListenerEndpoint: keepalive must be a number of seconds or None, got True (bool)",
+            keepalive=True,
+        )
+        self.check(
+            ValueError,
+            "RelayListenerEndpoint: answer_timeout must be more than 0 seconds, got -1",
+            answer_timeout=-1,
+        )
+        self.check(
+            TypeError,
+            "RelayListenerEndpoint: answer_timeout must be a number of seconds, got '30' (str)",
+            answer_timeout="30",
+        )
+        self.check(
+            TypeError,
+            "RelayListenerEndpoint: answer_timeout must be a number of seconds, got None (NoneType)",
+            answer_timeout=None,
+        )
+        self.check(
+            ValueError,
+            "RelayListenerEndpoint: close_timeout must be more than 0 seconds (None: no limit), got 0",
+            close_timeout=0,
+        )
+        self.check(
+            TypeError,
+            "RelayListenerEndpoint: retry_initial must be a number of seconds, got '1' (str)",
+            retry_initial="1",
+        )
+        self.check(
+            ValueError,
+            "RelayListenerEndpoint: need retry_initial <= retry_max, got 5 and 1",
+            retry_initial=5,
+            retry_max=1,
+        )
+
+    def test_countsAndJitter(self) -> None:
+        self.check(
+            TypeError,
+            "RelayListenerEndpoint: max_pending_streams must be a whole number, got True (bool)",
+            max_pending_streams=True,
+        )
+        self.check(
+            ValueError,
+            "RelayListenerEndpoint: max_pending_streams must be at least 1, got 0",
+            max_pending_streams=0,
+        )
+        self.check(
+            ValueError,
+            "RelayListenerEndpoint: jitter must be from 0 up to (not including) 1, got 1",
+            jitter=1,
+        )
+        self.check(
+            TypeError,
+            "RelayListenerEndpoint: random must be a callable returning a float in [0, 1), got 0.5",
+            random=0.5,
+        )
+
+    def test_listenerPassesThemOn(self) -> None:
+        tub = Tub(certData=certificate("hidden").dumpPEM())
+        exc = self.assertRaises(ValueError, relay.listener, "tcp:127.0.0.1:7000", tub, keepalive=0)
+        self.assertEqual(
+            str(exc),
+            "RelayListenerEndpoint: keepalive must be more than 0 seconds (None: no limit), got 0",
+        )
+
+
+class ListenerRetryTests(RelayTestCase):
+    limits = relay.RelayLimits(header_timeout=10, control_idle_timeout=100)
+
+    def test_backoffHasJitter(self) -> None:
+        """Each wait is the backoff times a factor in [0.75, 1.25) drawn from random()."""
+        draws = iter([0.0, 0.5, 0.75] + [0.5] * 10)
+        counting = CountingEndpoint(self.net.client_endpoint(RELAY), self.clock)
+        endpoint, port, factory = self.listenHidden(via=counting, random=lambda: next(draws))
+        self.stopServer(self.server)
+        start = self.clock.seconds()
+        advance(self.clock, 7.25, step=0.25)
+        self.assertEqual(
+            [t - start for t in counting.attempts[1:]], [0.75, 0.75 + 2.0, 0.75 + 2.0 + 4.5]
+        )
+
+    def test_operatorErrorsAreLoggedOnceAndRetriedSlowly(self) -> None:
+        """
+        A relay that is not the pinned one will not become it by itself:
+        that is logged once, at error level, and retried every retry_max
+        (its operator may yet restore the right key), not at the fast
+        rate and not logged loudly at every retry.
+        """
+        logs = LogEvents("foolscap_sidetls._relay_client").install(self)
+        counting = CountingEndpoint(self.net.client_endpoint(RELAY), self.clock)
+        endpoint, port, factory = self.listenHidden(
+            via=counting, relay_id=idOf("someone-else"), retry_max=8
+        )
+        advance(self.clock, 24, step=1)
+        self.assertEqual(counting.attempts, [0.0, 8.0, 16.0, 24.0])
+        loud = logs.lines(LogLevel.warn)
+        self.assertEqual(len(loud), 1, loud)
+        self.assertTrue(
+            loud[0].startswith(
+                "relay test relay: the relay at MemoryAddress('relay', 0) presented the "
+                "certificate of %s, not relay ID %s from its relay URL; not registering "
+                "there; this will not clear up by itself" % (idOf("relay"), idOf("someone-else"))
+            ),
+            loud[0],
+        )
+        self.assertTrue(loud[0].endswith("still retrying every 8 s"), loud[0])
+        self.assertEqual(endpoint.state, relay.WAITING)
+
+    def test_stopListeningDoesNotWaitForAWedgedRelay(self) -> None:
+        """
+        stopListening closes the control channel with TLS's close_notify;
+        a relay that stopped reading never answers it, and after
+        close_timeout the connection is aborted, so tub.stopService()
+        cannot hang on it.
+        """
+        endpoint, port, factory = self.listenHidden(close_timeout=30)
+        (relayEnd,) = relaySide(self.net, RELAY)
+        relayEnd.pauseProducing()
+        d = port.stopListening()
+        advance(self.clock, 29.5)
+        self.assertNoResult(d)
+        self.assertEqual(self.server.registered, {idOf("hidden")})
+        advance(self.clock, 1)
+        self.successResultOf(d)
+        self.assertEqual(endpoint.state, relay.STOPPED)
+        self.assertEqual(self.server.registered, frozenset())
+        self.assertEqual(self.server.connections, 0)
