@@ -23,6 +23,11 @@ setup(
         "twisted>=23.10",
         "foolscap>=24.9",
         "pyopenssl",
+        # onion keys: new ones, and the public key of tor's expanded secret
+        # (crypto_scalarmult_ed25519_base_noclamp, PyNaCl 1.4 and later)
+        "pynacl>=1.4",
+        # tub.location = AUTO: every interface's addresses, as Tahoe-LAFS 1.20
+        "psutil",
     ],
     extras_require={
         "tor": ["txtorcon>=23.11"],
