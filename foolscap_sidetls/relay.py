@@ -48,6 +48,7 @@ from ._relay_client import (
 from ._relay_server import RelayLimits, RelayServer
 from ._relay_wire import (
     RelayError,
+    certificate_id,
     RelayIdentityError,
     RelayRefusedError,
     RelayTimeoutError,
@@ -68,6 +69,7 @@ __all__ = [
     "RelayServer",
     "RelayTimeoutError",
     "RelayedAddress",
+    "certificate_id",
     "listener",
     "location_hints",
     "parse_relay_url",
