@@ -18,7 +18,9 @@ this file's "_relay" and "_hidden" roles.  The summary is the median over
 rounds of relayed/direct MiB/s, each round's ratio taken from the two
 measurements made next to each other, against the target >= 0.5.
 
-Only 127.0.0.1 is used.  Nothing asserts on timings.
+Only 127.0.0.1 is used.  Nothing asserts on timings: the ratio is a
+figure, not a verdict.  The exit status is non-zero only when a
+measurement process failed (did not start, exited with an error, or hung).
 """
 
 from __future__ import annotations
@@ -122,32 +124,54 @@ class Failed(Exception):
     pass
 
 
-def _start(cmd: list[str], expect: str, what: str) -> tuple[subprocess.Popen, str, Any]:
-    err = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith(expect + " "):
-        proc.kill()
-        proc.wait()
-        err.seek(0)
-        raise Failed("%s did not start: %r\n%s" % (what, line, err.read().decode(errors="replace")))
-    return proc, line.split(" ", 1)[1].strip(), err
+class _Child:
+    """A measurement process serving until its stdin closes; its stderr kept in a file."""
 
+    def __init__(self, cmd: list[str], expect: str, what: str) -> None:
+        self.what = what
+        self.err = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True
+            )
+        except BaseException:
+            self.err.close()
+            raise
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith(expect + " "):
+            self.proc.kill()
+            self.proc.wait()
+            raise Failed("%s did not start: %r\n%s" % (what, line, self._stderr()))
+        self.value = line.split(" ", 1)[1].strip()
 
-def _stop(proc: subprocess.Popen) -> str:
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.close()
-    try:
-        rest = proc.stdout.read()
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        rest = ""
-    return rest
+    def _stderr(self) -> str:
+        try:
+            self.err.seek(0)
+            return self.err.read().decode(errors="replace")
+        finally:
+            self.err.close()
+
+    def stop(self) -> str:
+        """Close its stdin and collect the rest of its output; L{Failed} unless it exited 0."""
+        proc = self.proc
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.close()
+        hung = False
+        try:
+            rest = proc.stdout.read()
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            rest, hung = "", True
+        proc.stdout.close()
+        stderr = self._stderr()
+        if hung:
+            raise Failed("%s did not exit within 60 s of its stdin closing\n%s" % (self.what, stderr))
+        if proc.returncode != 0:
+            raise Failed("%s exited with status %s\n%s" % (self.what, proc.returncode, stderr))
+        return rest
 
 
 def _bulk(furl: str, certs: str, mib: int) -> dict:
@@ -161,32 +185,36 @@ def _bulk(furl: str, certs: str, mib: int) -> dict:
 
 
 def measure_direct(certs: str, mib: int) -> dict:
-    listener, furl, _ = _start(
+    listener = _Child(
         [sys.executable, WORKER, "listen", "--variant", "stock", "--certs", certs],
         "FURL", "direct listener",
     )
     try:
-        return _bulk(furl, certs, mib)
+        result = _bulk(listener.value, certs, mib)
     finally:
-        _stop(listener)
+        listener.stop()
+    return result
 
 
 def measure_relayed(certs: str, mib: int) -> dict:
     me = os.path.abspath(__file__)
-    relay, url, _ = _start([sys.executable, me, "_relay", "--certs", certs], "URL", "relay")
-    hidden: Optional[subprocess.Popen] = None
+    relay = _Child([sys.executable, me, "_relay", "--certs", certs], "URL", "relay")
+    hidden: Optional[_Child] = None
     try:
-        hidden, furl, _ = _start(
-            [sys.executable, me, "_hidden", "--certs", certs, "--url", url],
+        hidden = _Child(
+            [sys.executable, me, "_hidden", "--certs", certs, "--url", relay.value],
             "FURL", "hidden listener",
         )
+        furl = hidden.value
         if "@tcp:%s:" % HOST not in furl:
             raise Failed("the hidden Tub's FURL does not point at the relay: %s" % furl)
         result = _bulk(furl, certs, mib)
     finally:
-        if hidden is not None:
-            _stop(hidden)
-        tail = _stop(relay)
+        try:
+            if hidden is not None:
+                hidden.stop()
+        finally:
+            tail = relay.stop()
     fields = tail.split()
     if len(fields) >= 4 and fields[0] == "CPU":
         result["relay_cpu_ms_per_mib"] = 1000 * float(fields[1]) / mib
@@ -215,8 +243,12 @@ def drive(args: argparse.Namespace) -> int:
         print("%5s  %14s  %14s  %6s  %22s" % (
             "round", "direct MiB/s", "relayed MiB/s", "ratio", "relay CPU ms/MiB"))
         for n in range(1, args.rounds + 1):
-            direct = measure_direct(certs, args.mib)
-            relayed = measure_relayed(certs, args.mib)
+            try:
+                direct = measure_direct(certs, args.mib)
+                relayed = measure_relayed(certs, args.mib)
+            except Failed as e:
+                print("round %d: a measurement process failed: %s" % (n, e), file=sys.stderr)
+                return 1
             rows.append((n, direct, relayed))
             print("%5d  %14.1f  %14.1f  %6.3f  %22.2f" % (
                 n, direct["mib_per_s"], relayed["mib_per_s"],

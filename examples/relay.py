@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, Optional
+import sys
+from typing import Any, Callable, Optional
 
 from twisted.internet import defer, task
 from twisted.internet.endpoints import TCP4ServerEndpoint
@@ -41,6 +42,8 @@ from foolscap.api import Referenceable, Tub
 from foolscap_sidetls import relay
 
 PAYLOAD = 1024 * 1024
+#: How long the demo waits for any one step before giving up.
+STEP_TIMEOUT = 30.0
 
 
 class Echo(Referenceable):
@@ -80,23 +83,24 @@ def demo(reactor: Any) -> Any:
     print("relay:   listening on 127.0.0.1:%d, relay URL %s" % (port.getHost().port, url))
 
     hidden, endpoint, furl = start_hidden(url)
-    yield endpoint.when_registered()
+    yield _bounded(reactor, endpoint.when_registered(), "the hidden Tub to register")
     print("hidden:  registered; FURL %s" % (furl,))
 
     dialer = Tub()  # stock Foolscap: nothing from foolscap_sidetls
     dialer.startService()
     ok = True
     try:
-        rref = yield dialer.getReference(furl)
+        rref = yield _bounded(reactor, dialer.getReference(furl), "the dialer to connect")
         payload = os.urandom(PAYLOAD)
-        echoed = yield rref.callRemote("echo", payload)
+        echoed = yield _bounded(reactor, rref.callRemote("echo", payload), "the echo")
         (broker,) = hidden.brokers.values()
         below = broker.transport.transport
         listening = [r for r in reactor.getReaders() if isinstance(r, TCPPort)]
         print("dialer:  echo of 1 MiB through the relay: %s"
               % ("intact" if echoed == payload else "WRONG DATA"))
+        peerID = relay.certificate_id(rref.tracker.broker.transport.getPeerCertificate())
         print("dialer:  TLS client; the certificate it checked is the hidden Tub's: %s"
-              % (_peerID(rref.tracker.broker.transport) == hidden.tubID,))
+              % (peerID == hidden.tubID,))
         print("hidden:  role=%s, TLS %s, over a %s"
               % (broker.transport.role, broker.transport.tlsSide,
                  "TCP client socket to the relay" if isinstance(below, TCPClientSocket)
@@ -106,22 +110,26 @@ def demo(reactor: Any) -> Any:
             echoed == payload
             and broker.transport.tlsSide == "server"
             and listening == [port]
-            and _peerID(rref.tracker.broker.transport) == hidden.tubID
+            and peerID == hidden.tubID
         )
 
         print("relay:   stopping, and starting again on the same port")
         portNumber = port.getHost().port
         yield server.stop()
         # Both Tubs notice their connections to the relay are gone.
-        yield _until(reactor, lambda: endpoint.state != relay.REGISTERED and not dialer.brokers)
+        yield _until(
+            reactor,
+            lambda: endpoint.state != relay.REGISTERED and not dialer.brokers,
+            "both Tubs to notice the relay is gone",
+        )
         server, port, _ = yield start_relay(
             reactor, relay.RelayServer(certificate), portNumber, "127.0.0.1", "127.0.0.1"
         )
-        yield endpoint.when_registered()
+        yield _bounded(reactor, endpoint.when_registered(), "the hidden Tub to register again")
         print("hidden:  registered again by itself (%d registrations so far)"
               % (endpoint.port.registrations,))
-        rref = yield dialer.getReference(furl)
-        again = yield rref.callRemote("echo", b"again")
+        rref = yield _bounded(reactor, dialer.getReference(furl), "the dialer to connect again")
+        again = yield _bounded(reactor, rref.callRemote("echo", b"again"), "the second echo")
         print("dialer:  echo through the restarted relay: %s" % (again == b"again",))
         ok = ok and again == b"again"
     finally:
@@ -133,16 +141,28 @@ def demo(reactor: Any) -> Any:
         raise SystemExit(1)
 
 
+class StepTimedOut(Exception):
+    """A step of the demo did not happen in time."""
+
+
 @defer.inlineCallbacks
-def _until(reactor: Any, condition: Any) -> Any:
+def _until(
+    reactor: Any, condition: Callable[[], bool], what: str, timeout: float = STEP_TIMEOUT
+) -> Any:
+    deadline = reactor.seconds() + timeout
     while not condition():
+        if reactor.seconds() >= deadline:
+            raise StepTimedOut("timed out after %g s waiting for %s" % (timeout, what))
         yield task.deferLater(reactor, 0.01, lambda: None)
 
 
-def _peerID(transport: Any) -> str:
-    from foolscap import crypto as c
+def _bounded(reactor: Any, d: "defer.Deferred[Any]", what: str) -> "defer.Deferred[Any]":
+    """C{d}, failed with L{StepTimedOut} if it has not fired within STEP_TIMEOUT."""
 
-    return str(c.digest32(transport.getPeerCertificate().digest("sha1")))
+    def timedOut(value: Any, timeout: float) -> Any:
+        raise StepTimedOut("timed out after %g s waiting for %s" % (timeout, what))
+
+    return d.addTimeout(STEP_TIMEOUT, reactor, onTimeoutCancel=timedOut)
 
 
 @defer.inlineCallbacks
@@ -180,6 +200,15 @@ def run_dial(reactor: Any, args: argparse.Namespace) -> Any:
         raise SystemExit(1)
 
 
+def _demoOrExplain(reactor: Any) -> Any:
+    def explain(failure: Any) -> None:
+        failure.trap(StepTimedOut)
+        print("RESULT: FAILED, %s" % (failure.value,), file=sys.stderr)
+        raise SystemExit(1)
+
+    return demo(reactor).addErrback(explain)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command")
@@ -195,7 +224,7 @@ def main() -> None:
     d.add_argument("furl")
     args = parser.parse_args()
     if args.command is None:
-        task.react(demo)
+        task.react(_demoOrExplain)
     else:
         run = {"relay": run_relay, "hidden": run_hidden, "dial": run_dial}[args.command]
         task.react(run, (args,))
