@@ -967,6 +967,12 @@ class RelayListenerTests(RelayTestCase):
         self.assertIn("expects a twisted.internet.ssl.PrivateCertificate", str(exc))
         exc = self.assertRaises(TypeError, self.server.listen, "tcp:0")
         self.assertIn("expects an IStreamServerEndpoint", str(exc))
+        exc = self.assertRaises(TypeError, relay.RelayServer, allow=["some-tubid"])
+        self.assertEqual(
+            str(exc),
+            "RelayServer(allow=...) expects a callable taking a TubID and returning true "
+            "to let it register, got ['some-tubid']",
+        )
 
 
 # -- per-source limits -------------------------------------------------------------------------
