@@ -11,21 +11,23 @@ usage and configuration errors -- so scripts can tell "fix the file" from
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import socket
 import sys
 import time
-from typing import Any, Callable, Optional, Sequence, TextIO
+from typing import Any, NoReturn, Optional, Sequence, TextIO
 
 from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.interfaces import IReactorCore
 
 from foolscap.api import Referenceable
+from foolscap.util import allocate_tcp_port
 
-from . import config as _config
+from . import _onion, config as _config
 from ._interfaces import ISideTLSTransport
 from ._version import __version__
 
@@ -40,6 +42,8 @@ DEFAULT_EXTERNAL_PORT = 3457
 TOR_CONTROL_PORTS = ("unix:/var/run/tor/control", "tcp:127.0.0.1:9051", "tcp:127.0.0.1:9151")
 #: How often serve says it is still waiting on a slow step.
 STILL_WAITING = 15.0
+#: ping's longest --timeout: Foolscap gives up on a connection after 120 s itself.
+MAX_TIMEOUT = 120
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -126,14 +130,8 @@ async def _check(reactor: Any, args: argparse.Namespace, out: TextIO, err: TextI
 # -- create-node -----------------------------------------------------------------------
 
 
-def _free_port(interface: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((interface, 0))
-        return int(s.getsockname()[1])
-
-
 def _is_loopback(host: str) -> bool:
-    return host == "localhost" or host.startswith("127.") or host == "::1"
+    return host == "localhost" or host.startswith("127.")
 
 
 def _reachable(description: str) -> bool:
@@ -189,49 +187,128 @@ def _check_create_options(args: argparse.Namespace) -> list[str]:
         raise _Usage("--tor-executable needs --tor-launch")
     if args.i2p_executable and not args.i2p_launch:
         raise _Usage("--i2p-executable needs --i2p-launch")
-    for option, value, example in (
-        ("--tor-control-port", args.tor_control_port, "tcp:127.0.0.1:9051"),
-        ("--i2p-sam-port", args.i2p_sam_port, "tcp:127.0.0.1:7656"),
-    ):
-        if value:
-            try:
-                clientFromString(MemoryReactor(), value)
-            except Exception as e:
-                raise _Usage("%s=%s is not a client endpoint description (%s); expected one such as %s"
-                             % (option, value, e, example)) from None
+    _check_values(args)
     return listen
 
 
-async def _make_i2p_key(
-    reactor: Any,
-    args: argparse.Namespace,
-    basedir: str,
-    keyfile: str,
-    out: TextIO,
-    make_handler: Optional[Callable[[], Any]],
-) -> str:
+#: A configuration piece that only dials: checking one option must not
+#: read ./client.port or look up this machine's addresses.
+_DIALING_ONLY = "[node]\ntub.port = disabled\ntub.location = disabled\n"
+#: The config keys create-node's options become, as messages name them.
+_OPTION_OF_KEY = {"[tor] tor.executable": "--tor-executable", "[i2p] i2p.executable": "--i2p-executable"}
+
+
+def _absolute(path: Optional[str]) -> Optional[str]:
+    """
+    An executable as written to the file: a path made absolute (the file
+    resolves relative ones from the node directory, the user meant the
+    current one), a bare name left to the PATH search.
+    """
+    if path is None or os.sep not in path:
+        return path
+    return os.path.abspath(path)
+
+
+def _check_values(args: argparse.Namespace) -> None:
+    """
+    Check each value create-node would write by the config module's own
+    rules, on the piece of the file it becomes: a usage error naming the
+    option, before anything is made, rather than a file 'check' refuses.
+    """
+    written = [
+        ("--hostname", args.hostname), ("--port", args.port), ("--location", args.location),
+        ("--tor-executable", args.tor_executable), ("--tor-control-port", args.tor_control_port),
+        ("--i2p-executable", args.i2p_executable), ("--i2p-sam-port", args.i2p_sam_port),
+        ("--i2cp-options", args.i2cp_options),
+    ]
+    for option, value in written:
+        if value is not None and ("\n" in value or "\r" in value):
+            raise _Usage("%s=%r: has a line break; expected a value on one line" % (option, value))
+    if args.hostname:
+        if ":" in args.hostname:
+            raise _Usage(
+                "--hostname=%s: an IPv6 address, but create-node listens on IPv4 (tcp:PORT); expected a DNS "
+                "name or an IPv4 address, or --port=tcp6:PORT with --location=tcp:[ADDRESS]:PORT" % (args.hostname,)
+            )
+        try:
+            _config.from_string("[node]\ntub.port = tcp:1\ntub.location = tcp:%s:1\n" % (args.hostname,))
+        except _config.ConfigError:
+            raise _Usage(
+                "--hostname=%s: not a name a tcp: hint can carry; expected a DNS name (letters, digits, '-' "
+                "and '.') or an IPv4 address" % (args.hostname,)
+            ) from None
+    if args.port:
+        _as_config("--port=" + args.port, "[node]\ntub.port = %s\ntub.location = %s\n" % (args.port, args.location),
+                   only="tub.port")
+        _as_config("--location=" + args.location,
+                   "[node]\ntub.port = %s\ntub.location = %s\n" % (args.port, args.location))
+    if args.tor_launch:
+        executable = _absolute(args.tor_executable)
+        _as_config("--tor-executable=" + args.tor_executable if args.tor_executable else "--tor-launch",
+                   _DIALING_ONLY + "[tor]\nlaunch = true\n"
+                   + ("tor.executable = %s\n" % (executable,) if executable else ""))
+    if args.tor_control_port:
+        _as_config("--tor-control-port=" + args.tor_control_port,
+                   _DIALING_ONLY + "[tor]\ncontrol.port = %s\n" % (args.tor_control_port,))
+    if args.i2p_launch:
+        executable = _absolute(args.i2p_executable)
+        _as_config("--i2p-executable=" + args.i2p_executable if args.i2p_executable else "--i2p-launch",
+                   _DIALING_ONLY + "[i2p]\nlaunch = true\n"
+                   + ("i2p.executable = %s\n" % (executable,) if executable else ""))
+    if args.i2p_sam_port:
+        _as_config("--i2p-sam-port=" + args.i2p_sam_port,
+                   _DIALING_ONLY + "[i2p]\nsam.port = %s\n" % (args.i2p_sam_port,))
+    if args.i2cp_options:
+        _as_config("--i2cp-options=" + args.i2cp_options,
+                   _DIALING_ONLY + "[i2p]\ni2cp.options = %s\n" % (args.i2cp_options,))
+
+
+def _as_config(shown: str, text: str, only: Optional[str] = None) -> None:
+    """
+    Load C{text} (a piece of the file create-node would write) as 'check'
+    would; a usage error for C{shown} if it is refused (only for problems
+    with key C{only}, if given).
+    """
+    try:
+        _config.from_string(text, source=PROG, local_addresses=lambda: ["127.0.0.1"])
+    except _config.ConfigError as e:
+        if only is not None and e.key != only:
+            return
+        problem = e.problem
+        for key, option in _OPTION_OF_KEY.items():
+            problem = problem.replace(key, option)
+        raise _Usage("%s: %s" % (shown, problem)) from None
+
+
+def _i2p_handler(reactor: Any, args: argparse.Namespace, basedir: str) -> Any:
+    """The I2P handler create-node asks for a destination key: the one serve will use."""
+    from . import i2p
+
+    if args.i2p_launch:
+        return i2p.launch(
+            _absolute(args.i2p_executable), os.path.join(basedir, _config.I2P_STATEDIR), reactor=reactor
+        )
+    if args.i2p_sam_port:
+        return i2p.sam_endpoint(clientFromString(reactor, args.i2p_sam_port), reactor=reactor)
+    return i2p.default(reactor)
+
+
+async def _make_i2p_key(reactor: Any, args: argparse.Namespace, basedir: str, keyfile: str, out: TextIO) -> str:
     """Have the SAM bridge make a destination key, as Tahoe-LAFS does; its .b32.i2p address."""
     from . import i2p
 
-    if make_handler is not None:
-        handler = make_handler()
-    elif args.i2p_launch:
-        handler = i2p.launch(
-            args.i2p_executable, os.path.join(basedir, _config.I2P_STATEDIR), reactor=reactor
-        )
-    elif args.i2p_sam_port:
-        handler = i2p.sam_endpoint(clientFromString(reactor, args.i2p_sam_port), reactor=reactor)
-    else:
-        handler = i2p.default(reactor)
+    handler = _i2p_handler(reactor, args, basedir)
     _print(out, "connecting to the I2P router's SAM bridge at %s (to make the destination key)..."
            % (handler.sam_where,))
     try:
+        # i2p.py has no public way to ask for a key alone (listen() makes
+        # one only to listen on it): its bridge's is the one there is.
         key = await handler._bridge.generate_key()
     except i2p.I2PError as e:
         raise _Failed("could not make an I2P destination key: %s" % (e,)) from None
     finally:
         await handler.stop()
-    _config._write_private(keyfile, key)
+    _config.write_private(keyfile, key)
     return i2p.address_of(keyfile)
 
 
@@ -240,7 +317,6 @@ async def _create_node(
     args: argparse.Namespace,
     out: TextIO,
     err: TextIO,
-    make_i2p_handler: Optional[Callable[[], Any]] = None,
 ) -> int:
     listen = _check_create_options(args)
     basedir = os.path.abspath(args.directory)
@@ -261,7 +337,7 @@ async def _create_node(
     created_dir = not os.path.exists(basedir)
     os.makedirs(os.path.join(basedir, "private"), mode=0o700, exist_ok=True)
     try:
-        return await _write_node(reactor, args, listen, basedir, path, tor_control, out, make_i2p_handler)
+        return await _write_node(reactor, args, listen, basedir, path, tor_control, out)
     except BaseException:
         # Leave nothing half made: the directory was new or empty.
         if created_dir:
@@ -284,7 +360,6 @@ async def _write_node(
     path: str,
     tor_control: Optional[str],
     out: TextIO,
-    make_i2p_handler: Optional[Callable[[], Any]],
 ) -> int:
     ports: list[str] = []
     hints: list[str] = []
@@ -294,7 +369,7 @@ async def _write_node(
             ports.append(args.port)
             hints.append(args.location)
         else:
-            port = _free_port()
+            port = allocate_tcp_port()
             # A loopback name can only be reached from this machine: listen
             # there only, rather than on every interface.
             if _is_loopback(args.hostname):
@@ -307,14 +382,14 @@ async def _write_node(
         if args.tor_launch:
             sections["tor"].append(("launch", "true"))
             if args.tor_executable:
-                sections["tor"].append(("tor.executable", args.tor_executable))
+                sections["tor"].append(("tor.executable", str(_absolute(args.tor_executable))))
         elif tor_control:
             sections["tor"].append(("control.port", tor_control))
     if "tor" in listen:
-        key, onion = _config._new_onion_key()
+        key, onion = _onion.new_key()
         keyfile = os.path.join("private", "tor_onion.privkey")
-        _config._write_private(os.path.join(basedir, keyfile), key + "\n")
-        local_port = _free_port()
+        _config.write_private(os.path.join(basedir, keyfile), key + "\n")
+        local_port = allocate_tcp_port()
         ports.append("tcp:%d:interface=127.0.0.1" % (local_port,))
         hints.append("tor:%s:%d" % (onion, DEFAULT_EXTERNAL_PORT))
         sections["tor"] += [
@@ -326,12 +401,12 @@ async def _write_node(
         _print(out, "made the onion service key: %s" % (onion,))
     if "i2p" in listen:
         keyfile = os.path.join("private", "i2p_dest.privkey")
-        address = await _make_i2p_key(reactor, args, basedir, os.path.join(basedir, keyfile), out, make_i2p_handler)
+        address = await _make_i2p_key(reactor, args, basedir, os.path.join(basedir, keyfile), out)
         _print(out, "made the I2P destination key: %s" % (address,))
         if args.i2p_launch:
             sections["i2p"].append(("launch", "true"))
             if args.i2p_executable:
-                sections["i2p"].append(("i2p.executable", args.i2p_executable))
+                sections["i2p"].append(("i2p.executable", str(_absolute(args.i2p_executable))))
         elif args.i2p_sam_port:
             sections["i2p"].append(("sam.port", args.i2p_sam_port))
         else:
@@ -368,11 +443,13 @@ async def _write_node(
         lines.append("")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
-    # What was written must load: the same check 'serve' will do.
+    # What was written must load: the same check 'serve' will do.  The
+    # options were checked one by one; what they make together is checked
+    # here, and refusing it removes everything (see _create_node).
     try:
         _config.load(path)
-    except _config.ConfigError as e:  # pragma: no cover - a bug in this function
-        raise AssertionError("create-node wrote an invalid %s: %s" % (path, e)) from None
+    except _config.ConfigError as e:
+        raise _Usage("these options make a configuration 'check' refuses: %s" % (e,)) from None
     _print(out, "created %s" % (path,))
     _print(out, "  tub.port = %s" % (",".join(ports),))
     _print(out, "  tub.location = %s" % (",".join(hints),))
@@ -520,6 +597,16 @@ def _report_hints(out: TextIO, info: Any, hints: Sequence[str]) -> None:
             _print(out, "    via %s" % (handler,))
 
 
+def _check_ping_options(args: argparse.Namespace) -> None:
+    if args.count < 1:
+        raise _Usage("--count=%d: expected a whole number of calls, at least 1" % (args.count,))
+    if not 0 < args.timeout <= MAX_TIMEOUT:
+        raise _Usage("--timeout=%g: expected a number of seconds more than 0 and at most %d (Foolscap's own "
+                     "limit for a connection)" % (args.timeout, MAX_TIMEOUT))
+    if not (math.isfinite(args.interval) and args.interval >= 0):
+        raise _Usage("--interval=%g: expected a number of seconds, 0 or more" % (args.interval,))
+
+
 async def _ping(reactor: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from foolscap.referenceable import SturdyRef
 
@@ -527,13 +614,14 @@ async def _ping(reactor: Any, args: argparse.Namespace, out: TextIO, err: TextIO
         sturdy = SturdyRef(args.furl)
     except Exception as e:
         raise _Usage("%r is not a FURL (%s); expected pb://TUBID@HINTS/NAME" % (args.furl, e)) from None
-    if args.count < 1:
-        raise _Usage("--count must be at least 1")
+    _check_ping_options(args)
     if args.config:
         node = _load(args.config)
         source = "handlers from %r" % (node.source,)
     else:
-        node = _config.from_string("", source="(defaults)")
+        # Only dials: an empty file would be a listening node, reading
+        # ./client.port and looking up this machine's addresses.
+        node = _config.from_string(_DIALING_ONLY, source="(defaults)")
         source = "default handlers"
     tub = await _config.create_tub(node, reactor, listen=False)
     try:
@@ -665,9 +753,9 @@ def parser() -> argparse.ArgumentParser:
     ping.add_argument("--count", type=int, default=3, metavar="N", help="calls to time (default: 3)")
     ping.add_argument("--interval", type=float, default=0.2, metavar="SECONDS",
                       help="pause between calls (default: 0.2)")
-    ping.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
-                      help="give up connecting after this long (default, and at most: 120, Foolscap's "
-                      "own limit)")
+    ping.add_argument("--timeout", type=float, default=float(MAX_TIMEOUT), metavar="SECONDS",
+                      help="give up connecting after this long (default, and at most: %d, Foolscap's "
+                      "own limit)" % (MAX_TIMEOUT,))
     return top
 
 
@@ -687,8 +775,14 @@ async def run(reactor: Any, argv: Sequence[str], out: TextIO, err: TextIO) -> in
         return EXIT_FAILED
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    """The console script: C{foolscap-sidetls COMMAND ...}."""
+def main(argv: Optional[Sequence[str]] = None, *, reactor: Optional[IReactorCore] = None) -> NoReturn:
+    """
+    The console script: C{foolscap-sidetls COMMAND ...}; exits with the
+    command's status.
+
+    @param reactor: the reactor to run instead of the global one, so that
+        tests run the real entry point on an in-memory reactor.
+    """
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser().parse_args(arguments)  # usage errors and --help before the reactor starts
 
@@ -702,4 +796,4 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         code = await run(reactor, arguments, sys.stdout, sys.stderr)
         raise SystemExit(code)
 
-    task.react(lambda reactor: Deferred.fromCoroutine(entry(reactor)))
+    task.react(lambda reactor: Deferred.fromCoroutine(entry(reactor)), (), reactor)

@@ -28,10 +28,8 @@ launched, listened on or written.
 
 from __future__ import annotations
 
-import base64
 import configparser
 import difflib
-import hashlib
 import os
 import re
 import shutil
@@ -53,8 +51,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from foolscap.ipb import InvalidHintError
+from foolscap.util import allocate_tcp_port
 
-from . import i2p as _i2p
+from . import _onion, i2p as _i2p
 from ._endpoints import listener
 from ._handler import handler as _sidetls_handler
 
@@ -71,6 +70,7 @@ __all__ = [
     "from_string",
     "load",
     "local_addresses",
+    "write_private",
 ]
 
 #: What ``[connections] tcp`` may name (Tahoe-LAFS's values).
@@ -149,7 +149,6 @@ _TUB_OPTIONS = {"timeout.keepalive": "keepaliveTimeout", "timeout.disconnect": "
 _LISTEN_TOR = "listen:tor"
 _LISTEN_I2P = "listen:i2p"
 _TOR_HINT = re.compile(r"^tor:([A-Za-z0-9.\-]+):(\d{1,5})$")
-_TOR_KEY_PREFIX = "ED25519-V3:"
 _I2P_OPTION_KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _I2P_OPTION_VALUE = re.compile(r'^[^\s"=,]*$')
 _I2P_RESERVED = (
@@ -260,137 +259,129 @@ def _ascii_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+#: The fields of the endpoint types whose port is checked here, in their
+#: positional order (Twisted's own errors for them speak Python).
+_SERVER_FIELDS = {"tcp": ("port", "backlog", "interface"), "tcp6": ("port", "backlog", "interface")}
+_CLIENT_FIELDS = {
+    "tcp": ("host", "port", "timeout", "bindAddress"),
+    "tcp6": ("host", "port", "timeout", "bindAddress"),
+}
+
+
+def _field(parts: Sequence[str], name: str, names: Sequence[str]) -> Optional[str]:
+    """The value of field C{name} in a split endpoint description: by name, else by position."""
+    positional = []
+    for part in parts[1:]:
+        key, eq, value = part.partition("=")
+        if eq:
+            if key == name:
+                return value
+        else:
+            positional.append(part)
+    index = names.index(name)
+    return positional[index] if index < len(positional) else None
+
+
+def _port_zero(description: str) -> bool:
+    """Whether a (checked) server endpoint description asks for whatever port is free."""
+    parts = _split_escaped(description)
+    names = _SERVER_FIELDS.get(parts[0])
+    port = _field(parts, "port", names) if names is not None else None
+    return port is not None and int(port) == 0
+
+
+def _endpoint_problem(description: str, server: bool) -> Optional[str]:
+    """What is wrong with an endpoint description, in plain words; None if nothing."""
+    parts = _split_escaped(description)
+    names = (_SERVER_FIELDS if server else _CLIENT_FIELDS).get(parts[0])
+    if names is not None:
+        port = _field(parts, "port", names)
+        if not port:
+            return "it has no port"
+        if not _ascii_digits(port):
+            return "its port %r is not a number" % (port,)
+        if int(port) > 65535 or (not server and int(port) == 0):
+            return "its port %s is not from 1 to 65535" % (port,)
+    try:
+        (serverFromString if server else clientFromString)(MemoryReactor(), description)
+    except Exception as e:
+        return _plain(e, parts[0])
+    return None
+
+
+def _plain(e: Exception, kind: str) -> str:
+    """Twisted's complaint about an endpoint description, without Python's words."""
+    text = _why(e)
+    found = re.fullmatch(r"Unknown endpoint type: (.*)", text)
+    if found:
+        return "unknown endpoint type %s" % (found.group(1),) if kind else "it has no endpoint type"
+    found = re.fullmatch(r"invalid literal for int\(\) with base (\d+): (.*)", text)
+    if found:
+        return "%s is not %s" % (found.group(2), "a number" if found.group(1) == "10" else "an octal number")
+    found = re.search(r"missing \d+ required positional arguments?: (.*)", text)
+    if found:
+        return "it has no %s" % (" and no ".join(re.findall(r"'(\w+)'", found.group(1))),)
+    found = re.search(r"unexpected keyword argument '(\w+)'", text)
+    if found:
+        return "%s= is not an option of %s: endpoints" % (found.group(1), kind)
+    if re.search(r"takes .* positional arguments? but \d+ (were|was) given", text):
+        return "it has too many ':'-separated fields (write an IPv6 address's colons as \\:)"
+    found = re.search(r"got multiple values for argument '(\w+)'", text)
+    if found:
+        return "it gives %s twice (write an IPv6 address's colons as \\:)" % (found.group(1),)
+    return text
 
 
 def local_addresses() -> list[str]:
     """
-    This machine's IPv4 addresses, one per interface, loopback last: what
-    C{tub.location = AUTO} announces (as Tahoe-LAFS does).
+    This machine's IPv4 addresses, every address of every interface,
+    loopback last: what C{tub.location = AUTO} announces.  Tahoe-LAFS 1.20
+    asks psutil for them too, so AUTO means the same here on every system
+    psutil knows.  Where psutil cannot list the interfaces, the addresses
+    the host name resolves to stand in (and 127.0.0.1 is always there).
     """
-    found: list[str] = []
     try:
-        import fcntl
-        import struct
+        import psutil
 
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            for _, name in socket.if_nameindex():
-                try:
-                    packed = fcntl.ioctl(
-                        s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15])  # SIOCGIFADDR
-                    )
-                except OSError:
-                    continue
-                found.append(socket.inet_ntoa(packed[20:24]))
-    except (ImportError, OSError, AttributeError):
+        interfaces: Optional[Mapping[str, Sequence[Any]]] = psutil.net_if_addrs()
+    except Exception:  # not installed, or not supported on this system
+        interfaces = None
+    if interfaces is not None:
+        found = _ipv4_addresses(interfaces)
+    else:
         try:
             infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
             found = [str(info[4][0]) for info in infos]
         except OSError:
             found = []
-    found.append("127.0.0.1")
-    unique = list(dict.fromkeys(found))
+    return _loopback_last(found + ["127.0.0.1"])
+
+
+def _ipv4_addresses(interfaces: Mapping[str, Sequence[Any]]) -> list[str]:
+    """The IPv4 addresses in what C{psutil.net_if_addrs()} returns, in its order."""
+    return [
+        str(entry.address)
+        for entries in interfaces.values()
+        for entry in entries
+        if entry.family == socket.AF_INET
+    ]
+
+
+def _loopback_last(addresses: Iterable[str]) -> list[str]:
+    unique = list(dict.fromkeys(addresses))
     return [a for a in unique if not a.startswith("127.")] + [a for a in unique if a.startswith("127.")]
 
 
-# -- tor onion keys ------------------------------------------------------------------------
-#
-# A v3 onion address is the ed25519 public key of the service.  The key file
-# holds tor's "expanded" secret key (the clamped scalar and the nonce key),
-# from which the public key is the scalar times the curve's base point.
-# Computing it here lets `check` say which onion a key file publishes, and
-# so whether tub.location announces the right one -- without asking tor.
-
-_ED_P = 2**255 - 19
-_ED_D = (-121665 * pow(121666, _ED_P - 2, _ED_P)) % _ED_P
-_ED_I = pow(2, (_ED_P - 1) // 4, _ED_P)
-
-
-def _ed_base() -> tuple[int, int, int, int]:
-    y = (4 * pow(5, _ED_P - 2, _ED_P)) % _ED_P
-    xx = (y * y - 1) * pow(_ED_D * y * y + 1, _ED_P - 2, _ED_P)
-    x = pow(xx, (_ED_P + 3) // 8, _ED_P)
-    if (x * x - xx) % _ED_P:
-        x = (x * _ED_I) % _ED_P
-    if x % 2:
-        x = _ED_P - x
-    return (x, y, 1, (x * y) % _ED_P)
-
-
-def _ed_add(
-    p: tuple[int, int, int, int], q: tuple[int, int, int, int]
-) -> tuple[int, int, int, int]:
-    # Extended twisted Edwards coordinates, a = -1 (RFC 8032, 5.1.4).
-    a = (p[1] - p[0]) * (q[1] - q[0]) % _ED_P
-    b = (p[1] + p[0]) * (q[1] + q[0]) % _ED_P
-    c = 2 * p[3] * q[3] * _ED_D % _ED_P
-    d = 2 * p[2] * q[2] % _ED_P
-    e, f, g, h = b - a, d - c, d + c, b + a
-    return (e * f % _ED_P, g * h % _ED_P, f * g % _ED_P, e * h % _ED_P)
-
-
-def _ed_public(scalar: int) -> bytes:
-    result = (0, 1, 1, 0)
-    addend = _ed_base()
-    while scalar:
-        if scalar & 1:
-            result = _ed_add(result, addend)
-        addend = _ed_add(addend, addend)
-        scalar >>= 1
-    zinv = pow(result[2], _ED_P - 2, _ED_P)
-    x, y = result[0] * zinv % _ED_P, result[1] * zinv % _ED_P
-    return (y | ((x & 1) << 255)).to_bytes(32, "little")
-
-
-def _onion_address(public: bytes) -> str:
-    version = b"\x03"
-    checksum = hashlib.sha3_256(b".onion checksum" + public + version).digest()[:2]
-    return base64.b32encode(public + checksum + version).decode("ascii").lower() + ".onion"
-
-
-def _onion_of_key(text: str) -> str:
-    """The C{.onion} address of a tor C{ED25519-V3:...} key; ValueError if it is not one."""
-    if not text.startswith(_TOR_KEY_PREFIX):
-        raise ValueError("it does not start with %r" % (_TOR_KEY_PREFIX,))
-    try:
-        raw = base64.b64decode(text[len(_TOR_KEY_PREFIX):], validate=True)
-    except ValueError:
-        raise ValueError("its key is not base64") from None
-    if len(raw) != 64:
-        raise ValueError("its key is %d bytes, not 64" % (len(raw),))
-    return _onion_address(_ed_public(int.from_bytes(raw[:32], "little")))
-
-
-def _new_onion_key() -> tuple[str, str]:
+def write_private(path: Union[str, "os.PathLike[str]"], text: str) -> None:
     """
-    A new v3 onion service key, made here rather than by tor (so creating a
-    node needs no running tor): C{(key file text, .onion address)}.
+    Write C{text} to C{path} readable by this user only, from its first
+    byte (a key must never be readable by others, even briefly), and
+    atomically: a crash leaves the old file or the new one, never half of
+    one.  For the key files and the port a configuration names, which a
+    program making a node directory writes (as C{create-node} does).
     """
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import (
-        Encoding,
-        NoEncryption,
-        PrivateFormat,
-        PublicFormat,
-    )
-
-    private = Ed25519PrivateKey.generate()
-    seed = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    digest = bytearray(hashlib.sha512(seed).digest())
-    digest[0] &= 248
-    digest[31] &= 127
-    digest[31] |= 64
-    text = _TOR_KEY_PREFIX + base64.b64encode(bytes(digest)).decode("ascii")
-    return text, _onion_address(public)
-
-
-def _write_private(path: str, text: str) -> None:
-    """Write C{text} to C{path} atomically, readable by this user only."""
-    directory = os.path.dirname(os.path.abspath(path))
+    target = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(target))
     fd, temporary = tempfile.mkstemp(prefix=".sidetls-", dir=directory)
     try:
         os.fchmod(fd, 0o600)
@@ -398,11 +389,12 @@ def _write_private(path: str, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(temporary, path)
+        os.replace(temporary, target)
     except BaseException:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
 
 
 # -- what a file says, resolved ------------------------------------------------------------
@@ -414,6 +406,10 @@ class _Onion:
     external_port: int
     key_file: str
     address: str
+    #: The 127.0.0.1 port tor.listen() listens on for the onion service:
+    #: local_port, or None (a free one) when a tub.port entry on every
+    #: interface already holds local_port.
+    forward_port: Optional[int]
 
     @property
     def hint(self) -> str:
@@ -571,8 +567,9 @@ class NodeConfig:
         onion = self._tor.onion
         if onion is not None:
             lines.append(
-                "onion service %s:%d -> 127.0.0.1:%d (key %s; published through %s)"
-                % (onion.address, onion.external_port, onion.local_port, onion.key_file,
+                "onion service %s:%d -> 127.0.0.1:%s (key %s; published through %s)"
+                % (onion.address, onion.external_port,
+                   "<a free port>" if onion.forward_port is None else onion.forward_port, onion.key_file,
                    self._describe_tor() if self._tor.launch else "control port %s" % (self._tor.control_port,))
             )
         dest = self._i2p.dest
@@ -669,7 +666,16 @@ class _Reader:
         return int(value)
 
     def path(self, value: str) -> str:
-        return os.path.normpath(os.path.join(self.basedir, os.path.expanduser(value)))
+        # As Tahoe-LAFS's get_config_path(): joined to the node directory
+        # first, so a leading ~ is a directory named ~ there, not $HOME.
+        return os.path.normpath(os.path.join(self.basedir, value))
+
+    def relative(self, value: str) -> str:
+        """Where a relative C{value} starts, for messages about a path that is not there."""
+        note = "relative paths start at %s" % (self.basedir,)
+        if value.startswith("~"):
+            note += "; ~ is not expanded, as in Tahoe-LAFS"
+        return note
 
     def client_endpoint(self, section: str, key: str, example: str) -> Optional[str]:
         value = self.get(section, key)
@@ -677,13 +683,11 @@ class _Reader:
             return None
         if not value:
             raise self.bad(section, key, "empty", "a client endpoint description such as %r" % (example,))
-        try:
-            clientFromString(MemoryReactor(), value)
-        except Exception as e:
+        problem = _endpoint_problem(value, server=False)
+        if problem is not None:
             raise self.bad(
-                section, key, "not a client endpoint description (%s)" % (_why(e),),
-                "one such as %r" % (example,),
-            ) from None
+                section, key, "not a client endpoint description (%s)" % (problem,), "one such as %r" % (example,),
+            )
         return value
 
     def executable(self, section: str, key: str, name: str, search: Sequence[str]) -> Optional[str]:
@@ -705,8 +709,8 @@ class _Reader:
             if not os.path.isfile(found) or not os.access(found, os.X_OK):
                 raise self.bad(
                     section, key, "%s is not an executable file" % (found,),
-                    "the path of %s %s executable (relative paths start at %s)"
-                    % ("an" if name[0] in "aeiou" else "a", name, self.basedir),
+                    "the path of %s %s executable (%s)"
+                    % ("an" if name[0] in "aeiou" else "a", name, self.relative(value)),
                 )
             return found
         found = shutil.which(value, path=path_env)
@@ -779,14 +783,9 @@ def _read_tub_port(reader: _Reader) -> tuple[bool, list[_Listen], bool]:
         text = text.strip()
         if not text:
             raise reader.bad("node", "tub.port", "has an empty entry", "endpoint descriptions separated by commas")
+        written = text
         if _ascii_digits(text):
             text = "tcp:%d" % (int(text),)
-        if text in ("tcp:0",):
-            raise reader.bad(
-                "node", "tub.port",
-                "port 0 is not allowed: you must choose (the announced location must stay valid)",
-                "a fixed port such as tcp:3457",
-            )
         if text.startswith("listen:"):
             if text == _LISTEN_TOR:
                 kind = "tor"
@@ -802,14 +801,22 @@ def _read_tub_port(reader: _Reader) -> tuple[bool, list[_Listen], bool]:
             entries.append(_Listen(kind, text))
             continue
         inner = text[len("sidetls:"):] if text.startswith("sidetls:") else text
-        try:
-            serverFromString(MemoryReactor(), inner)
-        except Exception as e:
+        problem = _endpoint_problem(inner, server=True)
+        if problem is not None:
             raise reader.bad(
                 "node", "tub.port",
-                "%r is not a server endpoint description (%s)" % (text, _why(e)),
+                "%r is not a server endpoint description (%s)" % (text, problem),
                 "descriptions such as tcp:3457 or tcp:3457:interface=127.0.0.1, listen:tor, listen:i2p",
-            ) from None
+            )
+        if _port_zero(inner):
+            # Tahoe-LAFS refuses it too (PortAssignmentRequired): the port
+            # is announced in FURLs, so it must be the same at every start.
+            raise reader.bad(
+                "node", "tub.port",
+                "%r listens on port 0, which is not allowed: you must choose (the announced location must "
+                "stay valid)" % (written,),
+                "a fixed port such as tcp:3457",
+            )
         entries.append(_Listen("endpoint", text, inner))
     return True, entries, False
 
@@ -844,7 +851,7 @@ def _check_hint(reader: _Reader, hint: str) -> str:
     return kind
 
 
-def _read_tor(reader: _Reader, entries: list[_Listen]) -> _Tor:
+def _read_tor(reader: _Reader, entries: list[_Listen], reveal_ip: bool) -> _Tor:
     section = "tor"
     enabled = reader.boolean(section, "enabled", True)
     launch = reader.boolean(section, "launch", False)
@@ -908,26 +915,44 @@ def _read_tor(reader: _Reader, entries: list[_Listen]) -> _Tor:
         assert local_port is not None and external_port is not None and key_value is not None
         key_file = reader.path(key_value)
         address = _read_onion_key(reader, key_value, key_file)
-        onion_plan = _Onion(local_port, external_port, key_file, address)
         # The onion service forwards to 127.0.0.1:local_port: tub.port must
         # listen there, as listen:tor or tcp:LOCAL:interface=127.0.0.1.
         found = False
+        forward: Optional[int] = local_port
         for entry in list(entries):
             if entry.kind != "endpoint":
                 continue
             tcp = _tcp_port(entry.endpoint)
             if tcp is None or tcp[0] != local_port:
                 continue
-            if tcp[1] not in ("127.0.0.1", "localhost"):
+            found = True
+            if tcp[1] in ("127.0.0.1", "localhost"):
+                entries[entries.index(entry)] = _Listen("tor", entry.text)
+                continue
+            # Tahoe-LAFS accepts this: its listener takes 127.0.0.1:PORT
+            # too, and tor forwards there.  Here tor.listen() listens for
+            # the onion itself, so it takes a free 127.0.0.1 port instead,
+            # and this entry stays the Tub's listener on the other addresses.
+            everywhere = tcp[1] in (None, "", "0.0.0.0", "::")
+            where = "every interface" if everywhere else tcp[1]
+            if not reveal_ip:
                 raise reader.error(
                     "node", "tub.port",
-                    "%r and [tor] onion.local_port = %d: the onion service's listener is on 127.0.0.1 only"
-                    % (entry.text, local_port),
-                    "tcp:%d:interface=127.0.0.1 or listen:tor" % (local_port,),
+                    "%r listens on %s, which reveals this machine's IP address to whoever connects there, "
+                    "but [node] reveal-IP-address = false" % (entry.text, where),
+                    "tcp:%d:interface=127.0.0.1 or listen:tor (reachable only through the onion service)"
+                    % (local_port,),
                     reader.get("node", "tub.port"),
                 )
-            entries[entries.index(entry)] = _Listen("tor", entry.text)
-            found = True
+            forward = None
+            reader.warnings.append(
+                "[node] tub.port %r listens on %s, not only on 127.0.0.1 where [tor] onion.local_port = %d "
+                "points: this Tub is also reachable without tor, at %s, and the onion service forwards to a "
+                "free 127.0.0.1 port of its own; tcp:%d:interface=127.0.0.1 (or listen:tor) would make it "
+                "reachable only through the onion service"
+                % (entry.text, where, local_port, "this machine's IP addresses" if everywhere else tcp[1],
+                   local_port)
+            )
         if listens_tor:
             found = True
         if not found:
@@ -938,6 +963,7 @@ def _read_tor(reader: _Reader, entries: list[_Listen]) -> _Tor:
                 "listen:tor (or tcp:%d:interface=127.0.0.1) in [node] tub.port" % (local_port,),
                 "true",
             )
+        onion_plan = _Onion(local_port, external_port, key_file, address, forward)
     elif listens_tor:
         raise reader.error(
             "node", "tub.port",
@@ -955,7 +981,7 @@ def _read_onion_key(reader: _Reader, value: str, path: str) -> str:
     except FileNotFoundError:
         raise reader.error(
             "tor", "onion.private_key_file",
-            "%s does not exist (relative paths start at %s)" % (path, reader.basedir),
+            "%s does not exist (%s)" % (path, reader.relative(value)),
             "a key file, as 'foolscap-sidetls create-node --listen=tor' writes", value,
         ) from None
     except (OSError, UnicodeDecodeError) as e:
@@ -963,7 +989,7 @@ def _read_onion_key(reader: _Reader, value: str, path: str) -> str:
             "tor", "onion.private_key_file", "cannot read %s (%s)" % (path, _why(e)), None, value,
         ) from None
     try:
-        return _onion_of_key(text)
+        return _onion.address_of_key(text)
     except ValueError as e:
         raise reader.error(
             "tor", "onion.private_key_file",
@@ -978,7 +1004,7 @@ def _read_i2p_key(reader: _Reader, value: str, path: str) -> str:
     if not os.path.isfile(path):
         raise reader.error(
             "i2p", "dest.private_key_file",
-            "%s does not exist (relative paths start at %s)" % (path, reader.basedir), accepted, value,
+            "%s does not exist (%s)" % (path, reader.relative(value)), accepted, value,
         )
     try:
         return _i2p.address_of(path)
@@ -1123,11 +1149,14 @@ def _read(
     listening, entries, chosen_later = _read_tub_port(reader)
 
     tcp_value = reader.get("connections", "tcp")
+    if tcp_value == "":
+        # Tahoe-LAFS: "unknown handler type ''", not tcp.
+        raise reader.bad("connections", "tcp", "empty", "one of " + ", ".join(HANDLER_NAMES))
     tcp_name = (tcp_value or "tcp").lower()
     if tcp_name not in HANDLER_NAMES:
         raise reader.bad("connections", "tcp", "unknown handler", "one of " + ", ".join(HANDLER_NAMES))
 
-    tor = _read_tor(reader, entries)
+    tor = _read_tor(reader, entries, reveal_ip)
     i2p = _read_i2p(reader, entries)
 
     handlers: dict[str, Optional[str]] = {
@@ -1195,13 +1224,6 @@ def _read(
                     if tcp is not None:
                         port_number = tcp[0]
                         break
-                if port_number == 0:
-                    raise reader.error(
-                        "node", "tub.location",
-                        "AUTO announces tcp:ADDRESS:PORT, but the first tcp: listener in [node] tub.port "
-                        "has port 0 (a different one at every start)",
-                        "a fixed port in tub.port, or explicit hints", location_value, "is not set (so AUTO)",
-                    )
                 if port_number is None and not chosen_later:
                     raise reader.error(
                         "node", "tub.location",
@@ -1520,18 +1542,24 @@ def create_tub(
     role-based: dialed connections are the TLS client), its listeners (the
     TLS server), its onion service and I2P destination, its location.
 
-    Returns a Deferred, because an onion service or an I2P destination takes
-    seconds to publish; it fires with the running Tub once every listener
-    is up and the location is set, or fails with L{StartError} (a port in
-    use, tor or the router unreachable) after stopping everything it
-    started.  A configuration that is no longer valid (a key file changed)
-    raises L{ConfigError} at once, before anything starts.
+    Returns a L{Deferred} rather than the Tub, because an onion service or
+    an I2P destination takes seconds to publish and a FURL made before then
+    would not work.  It fires with the running Tub once every listener is
+    up and the location is set, or fails with L{StartError} (a port in use,
+    tor or the router unreachable, the certificate unreadable) after
+    stopping everything it started.  A configuration that is no longer
+    valid (a key file changed since L{load}) raises L{ConfigError} at once,
+    before anything starts.  Cancelling the Deferred stops the start and
+    everything it had started.
 
     The Tub keeps its certificate (its TubID, so its FURLs) in L{CERT_FILE}
     under the config's directory, and a node without C{tub.port} the port
-    chosen at its first start in L{PORTNUM_FILE}; both are made at the first
-    start.  Stopping the Tub stops what it started: listeners, onion
-    service, I2P sessions, a launched tor or i2pd.
+    chosen at its first start in L{PORTNUM_FILE}.  Both are written (mode
+    0600 from their first byte) only once that first start has succeeded:
+    a start that fails leaves neither behind, so nothing was announced
+    that a later start would have to honour.  Stopping the Tub stops what
+    it started: listeners, onion service, I2P sessions, a launched tor or
+    i2pd.
 
     @param listen: L{False} for a Tub that only dials (what C{ping} uses):
         the config's handlers and timeouts, a fresh identity, nothing
@@ -1551,15 +1579,33 @@ def create_tub(
         _recheck(config)
     report = update_status or (lambda status: None)
 
+    new_files: list[tuple[str, str]] = []
+    try:
+        if listen:
+            cert_file = os.path.join(config.basedir, CERT_FILE)
+            cert_data = _read_certificate(config, cert_file)
+            tub = _tub_with(config, cert_file, cert_data)
+            if cert_data is None:
+                new_files.append((cert_file, tub.getCertData().decode("ascii")))
+        else:
+            tub = Tub()
+        entries = list(config._listens)
+        portnum = config._portnum
+        if listening and not entries and portnum is None:
+            portnum = "tcp:%d" % (allocate_tcp_port(),)
+            new_files.append((os.path.join(config.basedir, PORTNUM_FILE), portnum + "\n"))
+        if not listening:
+            # Nothing can fail from here on: keep the new identity now.
+            _write_new(config, new_files)
+            new_files = []
+    except StartError:
+        return defer.fail()
+
     # -- from here on, things start ----------------------------------------------------
-    cert_file = None
-    if listen:
-        private = os.path.join(config.basedir, "private")
-        os.makedirs(private, mode=0o700, exist_ok=True)
-        cert_file = os.path.join(config.basedir, CERT_FILE)
-    tub = Tub(certFile=cert_file) if cert_file else Tub()
-    if cert_file:
-        os.chmod(cert_file, 0o600)  # it holds the Tub's private key
+    if config._tor.launch or (config._i2p.launch and not config._i2p.configdir):
+        # A launched tor or i2pd keeps its data under private/: made here,
+        # this user's only (os.makedirs would make it world-readable).
+        _private_directory(config.basedir)
     for key, seconds in config.timeouts.items():
         tub.setOption(_TUB_OPTIONS[key], seconds)
     made = _Made(config, reactor)
@@ -1572,11 +1618,6 @@ def create_tub(
         tub.startService()
         return defer.succeed(tub)
 
-    entries = list(config._listens)
-    portnum = config._portnum
-    if not entries and portnum is None:
-        portnum = "tcp:%d" % (_free_port(),)
-        _write_private(os.path.join(config.basedir, PORTNUM_FILE), portnum + "\n")
     if portnum is not None:
         entries.insert(0, _Listen("endpoint", portnum, portnum))
     location = list(config.location)
@@ -1605,7 +1646,7 @@ def create_tub(
             tor.listen(
                 tub,
                 made.tor_publisher(),
-                local_port=onion.local_port,
+                local_port=onion.forward_port,
                 external_port=onion.external_port,
                 private_key_file=onion.key_file,
                 reactor=reactor,
@@ -1624,6 +1665,12 @@ def create_tub(
         )
 
     def started(_: Any) -> Any:
+        # Only now: a start that failed has announced nothing, so it keeps
+        # no identity and no port that the next start would have to reuse.
+        try:
+            _write_new(config, new_files)
+        except StartError:
+            return failed(Failure())
         tub.setLocation(*location)
         return tub
 
@@ -1638,6 +1685,52 @@ def create_tub(
 
     gathered = defer.gatherResults(steps, consumeErrors=True) if steps else defer.succeed([])
     return gathered.addCallbacks(started, failed)
+
+
+def _read_certificate(config: NodeConfig, path: str) -> Optional[bytes]:
+    """The Tub's certificate as kept, or None before the first start."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        # Foolscap would make a new identity and overwrite the old one.
+        raise StartError(
+            "%r: cannot read the Tub's certificate %s (%s); it is this node's identity (its FURLs), so "
+            "it is not replaced" % (config.source, path, e.strerror or _why(e))
+        ) from None
+
+
+def _tub_with(config: NodeConfig, path: str, data: Optional[bytes]) -> Any:
+    """A Tub with the certificate C{data} (a new one if None)."""
+    from foolscap.api import Tub
+
+    try:
+        return Tub(certData=data)
+    except Exception as e:  # whatever OpenSSL says about a damaged PEM file
+        if data is None:
+            raise
+        raise StartError(
+            "%r: %s does not hold a Tub certificate (%s); it is this node's identity (its FURLs), so it "
+            "is not replaced: move it away to make a new one" % (config.source, path, _why(e))
+        ) from None
+
+
+def _private_directory(basedir: str) -> str:
+    path = os.path.join(basedir, "private")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def _write_new(config: NodeConfig, files: Sequence[tuple[str, str]]) -> None:
+    """Write the certificate and port a first start made."""
+    for path, text in files:
+        try:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            write_private(path, text)
+        except OSError as e:
+            raise StartError("%r: cannot write %s (%s)" % (config.source, path, e.strerror or _why(e))) from None
 
 
 def _published(report: Callable[[str], None], text: str) -> Callable[[str], str]:

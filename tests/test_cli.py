@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -17,14 +18,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import redirect_stdout
-from typing import Any
+from contextlib import redirect_stderr, redirect_stdout
+from typing import Any, Optional
 
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.internet import error
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
 
-from foolscap_sidetls import _cli, config, i2p
+from foolscap_sidetls import _cli, _onion, config, i2p
 
 from .test_i2p import FakeSAMBridge
 
@@ -158,7 +161,8 @@ class Program(SynchronousTestCase):
     def test_ping_refused(self) -> None:
         port = free_port()
         furl = "pb://%s@tcp:127.0.0.1:%d/%s" % ("a" * 32, port, "b" * 32)
-        pinged = program("ping", furl, "--timeout", "20")
+        # the limits are allowed: 120 s, one call, no pause
+        pinged = program("ping", furl, "--timeout", "120", "--count", "1", "--interval", "0")
         self.assertEqual(pinged.returncode, 1)
         self.assertEqual(
             pinged.stdout,
@@ -204,37 +208,60 @@ class Program(SynchronousTestCase):
 
     def test_invalid_config_leaves_nothing_behind(self) -> None:
         """
-        A file that would launch tor (a stand-in that leaves a mark if it
-        ever runs), publish an onion and listen, but has one bad value.
+        A file that would launch tor (a stand-in, found where the file
+        says, that leaves a mark if it ever runs), publish an onion and
+        listen, but whose last-read value is bad: checking is not lazy.
         """
         marker = os.path.join(self.dir, "tor-ran")
         tor = os.path.join(self.dir, "fake-tor")
         with open(tor, "w") as f:
-            f.write("#!/bin/sh\ntouch %s\nsleep 60\n" % (marker,))
+            f.write("#!/bin/sh\ntouch %s\nexit 1\n" % (marker,))
         os.chmod(tor, 0o755)
-        key, onion = config._new_onion_key()
+        key, onion = _onion.new_key()
         os.makedirs(os.path.join(self.dir, "private"))
         with open(os.path.join(self.dir, "private", "tor.key"), "w") as f:
             f.write(key)
         path = os.path.join(self.dir, "node.cfg")
         with open(path, "w") as f:
             f.write(
-                "[node]\ntub.port = tcp:%d:interface=127.0.0.1,listen:tor\ntub.location = tor:%s:3457\n"
-                "timeout.keepalive = soon\n"
-                "[tor]\nlaunch = true\ntor.executable = fake-tor\nonion = true\nonion.local_port = %d\n"
+                "[node]\ntub.port = tcp:%d:interface=127.0.0.1,listen:tor\ntub.location = tor:%s:3457,tor:x\n"
+                "[tor]\nlaunch = true\ntor.executable = ./fake-tor\nonion = true\nonion.local_port = %d\n"
                 "onion.external_port = 3457\nonion.private_key_file = private/tor.key\n"
                 "[connections]\ntcp = tor\n" % (free_port(), onion, free_port())
             )
+        # Valid but for the last hint: the stand-in is what would be launched.
+        with open(path) as f:
+            valid = f.read().replace(",tor:x", "")
+        self.assertEqual(config.from_string(valid, basedir=self.dir)._tor.executable, tor)
         before = listing(self.dir)
         result = program("serve", path)
         self.assertEqual((result.returncode, result.stdout), (2, ""))
         self.assertEqual(
             result.stderr,
-            "foolscap-sidetls serve: error: %r [node] timeout.keepalive = 'soon': not a number of seconds; "
-            "expected a whole number of seconds, e.g. 600\n" % (path,),
+            "foolscap-sidetls serve: error: %r [node] tub.location = 'tor:%s:3457,tor:x': 'tor:x' is not a "
+            "tor:HOST:PORT hint; expected hints such as tcp:example.net:3457, tor:ADDRESS.onion:3457, "
+            "i2p:ADDRESS.b32.i2p, or AUTO\n" % (path, onion),
         )
         self.assertEqual(listing(self.dir), before)
         self.assertFalse(os.path.exists(marker))
+
+    def test_ping_ignores_the_current_directory(self) -> None:
+        """Without --config ping only dials: a client.port (or anything) here is not read."""
+        with open(os.path.join(self.dir, "client.port"), "w") as f:
+            f.write("garbage\n")
+        port = free_port()
+        furl = "pb://%s@tcp:127.0.0.1:%d/%s" % ("a" * 32, port, "b" * 32)
+        before = listing(self.dir)
+        pinged = subprocess.run([PROGRAM, "ping", furl, "--timeout", "20"], capture_output=True, text=True,
+                                timeout=WAIT, cwd=self.dir)
+        self.assertEqual(pinged.returncode, 1, pinged.stderr)
+        self.assertEqual(
+            pinged.stdout,
+            "pinging Tub %s at 1 hint (default handlers)\n"
+            "  tcp:127.0.0.1:%d: refused: nothing accepts connections there\n    via sidetls+tcp\n"
+            % ("a" * 32, port),
+        )
+        self.assertEqual(listing(self.dir), before)
 
     def test_serve_port_in_use(self) -> None:
         with socket.socket() as taken:
@@ -268,22 +295,53 @@ class Program(SynchronousTestCase):
 # -- in-process -----------------------------------------------------------------------
 
 
-def run(argv: list[str], **kwargs: Any) -> tuple[Deferred, io.StringIO, io.StringIO]:
+class CommandReactor(MemoryReactorClock):
+    """
+    The reactor C{_cli.main()} runs in these tests: C{run()} returns once
+    the command has stopped it.  Each TCP connection the command dials goes
+    to C{bridge} (an in-memory SAM bridge), or is refused without one.
+    """
+
+    def __init__(self, bridge: Optional[FakeSAMBridge] = None) -> None:
+        super().__init__()
+        self.bridge = bridge
+        self._answered = 0
+
+    def run(self) -> None:
+        self.running = self.hasRun = True
+        for hook, args, kwargs in self.whenRunningHooks:
+            hook(*args, **kwargs)
+        for _ in range(1000):
+            if not self.running:
+                return
+            self._answer()
+            if self.bridge is not None:
+                self.bridge.flush()
+        raise AssertionError("the command never finished")
+
+    def _answer(self) -> None:
+        while self._answered < len(self.tcpClients):
+            factory = self.tcpClients[self._answered][2]
+            connector = self.connectors[self._answered]
+            self._answered += 1
+            if self.bridge is None or self.bridge.down:
+                factory.clientConnectionFailed(connector, Failure(error.ConnectionRefusedError()))
+            else:
+                self.bridge.endpoint.connect(factory)
+
+
+def main(argv: list[str], reactor: Optional[CommandReactor] = None) -> tuple[int, str, str]:
+    """The real entry point, in this process: (exit status, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
-    args = _cli.parser().parse_args(argv)
-    command = _cli._COMMANDS[args.command]
-
-    async def go() -> int:
+    with redirect_stdout(out), redirect_stderr(err):
         try:
-            return int(await command(reactor, args, out, err, **kwargs))
-        except _cli._Usage as e:
-            err.write("error: %s\n" % (e,))
-            return _cli.EXIT_USAGE
-        except _cli._Failed as e:
-            err.write("failed: %s\n" % (e,))
-            return _cli.EXIT_FAILED
-
-    return Deferred.fromCoroutine(go()), out, err
+            _cli.main(argv, reactor=reactor if reactor is not None else CommandReactor())
+        except SystemExit as e:
+            code = e.code
+        else:  # pragma: no cover - main() always exits
+            raise AssertionError("main() returned")
+    assert isinstance(code, int), code
+    return code, out.getvalue(), err.getvalue()
 
 
 class Help(SynchronousTestCase):
@@ -295,29 +353,41 @@ class Help(SynchronousTestCase):
             (["serve"], "usage: foolscap-sidetls serve [-h] CONFIG"),
             (["ping"], "usage: foolscap-sidetls ping [-h] [--config CONFIG] [--count N]"),
         ]:
-            out = io.StringIO()
-            with redirect_stdout(out):
-                e = self.assertRaises(SystemExit, _cli.parser().parse_args, command + ["--help"])
-            self.assertEqual(e.code, 0)
-            self.assertTrue(out.getvalue().startswith(first), out.getvalue())
+            code, out, err = main(command + ["--help"])
+            self.assertEqual((code, err), (0, ""))
+            self.assertTrue(out.startswith(first), out)
+
+    def test_usage_errors_before_the_reactor_runs(self) -> None:
+        reactor = CommandReactor()
+        code, out, err = main(["ping"], reactor)
+        self.assertEqual((code, out), (2, ""))
+        self.assertTrue(err.startswith("usage: foolscap-sidetls ping"), err)
+        self.assertTrue(err.endswith("foolscap-sidetls ping: error: the following arguments are required: FURL\n"), err)
+        self.assertFalse(reactor.hasRun)
 
 
-class CreateNode(TestCase):
+class CreateNode(SynchronousTestCase):
     def setUp(self) -> None:
         self.dir = scratch(self)
+        self.node = os.path.join(self.dir, "node")
 
-    def create(self, *options: str, **kwargs: Any) -> tuple[int, str, str]:
-        d, out, err = run(["create-node", os.path.join(self.dir, "node"), *options], **kwargs)
-        return self.successResultOf(d), out.getvalue(), err.getvalue()
+    def create(self, *options: str, reactor: Optional[CommandReactor] = None) -> tuple[int, str, str]:
+        return main(["create-node", self.node, *options], reactor)
 
     def check(self) -> list[str]:
-        d, out, err = run(["check", os.path.join(self.dir, "node")])
-        self.assertEqual((self.successResultOf(d), err.getvalue()), (0, ""))
-        return out.getvalue().splitlines()
+        code, out, err = main(["check", self.node])
+        self.assertEqual((code, err), (0, ""))
+        return out.splitlines()
 
     def read(self) -> str:
-        with open(os.path.join(self.dir, "node", "node.cfg")) as f:
+        with open(os.path.join(self.node, "node.cfg")) as f:
             return f.read()
+
+    def assertRefused(self, options: list[str], message: str, reactor: Optional[CommandReactor] = None) -> None:
+        """Exit status 2, exactly this on stderr, and nothing made."""
+        self.assertEqual(self.create(*options, reactor=reactor),
+                         (2, "", "foolscap-sidetls create-node: error: %s\n" % (message,)), options)
+        self.assertEqual(os.listdir(self.dir), [])
 
     def test_option_errors(self) -> None:
         for options, message in [
@@ -340,24 +410,93 @@ class CreateNode(TestCase):
             (["--hostname=a", "--tor-launch"], "--tor-* options need --listen=tor or --hide-ip"),
             (["--hostname=a", "--i2cp-options=inbound.length=1"], "--i2p-* options need --listen=i2p"),
             (["--listen=tor", "--tor-executable=tor"], "--tor-executable needs --tor-launch"),
-            (["--listen=tor", "--tor-control-port=tcp:127.0.0.1:x"],
-             "--tor-control-port=tcp:127.0.0.1:x is not a client endpoint description (invalid literal for "
-             "int() with base 10: 'x'); expected one such as tcp:127.0.0.1:9051"),
         ]:
-            self.assertEqual(self.create(*options), (2, "", "error: %s\n" % (message,)), options)
-        self.assertEqual(os.listdir(self.dir), [])
+            self.assertRefused(options, message)
+
+    def test_values_checked_as_check_would(self) -> None:
+        """Each value is checked by the config module's rules before anything is made or asked."""
+        endpoints = ("expected descriptions such as tcp:3457 or tcp:3457:interface=127.0.0.1, listen:tor, "
+                     "listen:i2p")
+        hints = ("expected hints such as tcp:example.net:3457, tor:ADDRESS.onion:3457, i2p:ADDRESS.b32.i2p, "
+                 "or AUTO")
+        for options, message in [
+            (["--port=tcp:notaport", "--location=tcp:x:1"],
+             "--port=tcp:notaport: 'tcp:notaport' is not a server endpoint description (its port 'notaport' is "
+             "not a number); " + endpoints),
+            (["--port=tcp:0", "--location=tcp:x:1"],
+             "--port=tcp:0: 'tcp:0' listens on port 0, which is not allowed: you must choose (the announced "
+             "location must stay valid); expected a fixed port such as tcp:3457"),
+            (["--port=tcp:port=0:interface=127.0.0.1", "--location=tcp:127.0.0.1:1"],
+             "--port=tcp:port=0:interface=127.0.0.1: 'tcp:port=0:interface=127.0.0.1' listens on port 0, which "
+             "is not allowed: you must choose (the announced location must stay valid); expected a fixed port "
+             "such as tcp:3457"),
+            (["--port=tcp:3457", "--location=tcp:example.net:http"],
+             "--location=tcp:example.net:http: 'tcp:example.net:http' is not a tcp:HOST:PORT hint; " + hints),
+            (["--port=tcp:3457", "--location=tcp:a:1,"],
+             "--location=tcp:a:1,: has an empty entry; expected hints separated by commas"),
+            (["--port=tcp:3457", "--location=tcp:a:1\n[tor]\nlaunch = true"],
+             "--location='tcp:a:1\\n[tor]\\nlaunch = true': has a line break; expected a value on one line"),
+            (["--hostname=::1"],
+             "--hostname=::1: an IPv6 address, but create-node listens on IPv4 (tcp:PORT); expected a DNS name "
+             "or an IPv4 address, or --port=tcp6:PORT with --location=tcp:[ADDRESS]:PORT"),
+            (["--hostname=node_1.example.net"],
+             "--hostname=node_1.example.net: not a name a tcp: hint can carry; expected a DNS name (letters, "
+             "digits, '-' and '.') or an IPv4 address"),
+            (["--hostname=a,b"],
+             "--hostname=a,b: not a name a tcp: hint can carry; expected a DNS name (letters, digits, '-' and "
+             "'.') or an IPv4 address"),
+            (["--listen=tor", "--tor-control-port=tcp:127.0.0.1:x"],
+             "--tor-control-port=tcp:127.0.0.1:x: not a client endpoint description (its port 'x' is not a "
+             "number); expected one such as 'tcp:127.0.0.1:9051'"),
+            (["--listen=tor", "--tor-launch", "--tor-executable=/nonexistent/tor"],
+             "--tor-executable=/nonexistent/tor: /nonexistent/tor is not an executable file; expected the path "
+             "of a tor executable (relative paths start at %s)" % (os.getcwd(),)),
+            (["--listen=i2p", "--i2p-sam-port=unix"],
+             "--i2p-sam-port=unix: not a client endpoint description (it has no path); expected one such as "
+             "'tcp:127.0.0.1:7656'"),
+        ]:
+            self.assertRefused(options, message)
+
+    def test_bad_i2cp_options_ask_nothing_of_the_router(self) -> None:
+        bridge = FakeSAMBridge()
+        reactor = CommandReactor(bridge)
+        self.assertRefused(
+            ["--listen=i2p", "--i2p-sam-port=tcp:127.0.0.1:7656", "--i2cp-options=inbound.length"],
+            "--i2cp-options=inbound.length: 'inbound.length' is not NAME=VALUE; expected NAME=VALUE pairs "
+            "separated by commas, e.g. inbound.length=1, outbound.length=1",
+            reactor,
+        )
+        self.assertEqual((reactor.tcpClients, bridge.commands), ([], []))
+
+    def test_launch_without_the_daemon(self) -> None:
+        from foolscap_sidetls import tor
+
+        self.patch(os, "environ", dict(os.environ, PATH=os.path.join(self.dir, "empty")))
+        self.patch(tor, "TOR_SEARCH_DIRS", (os.path.join(self.dir, "nothing"),))
+        self.patch(i2p, "I2PD_SEARCH_DIRS", (os.path.join(self.dir, "nothing"),))
+        self.assertRefused(
+            ["--listen=tor", "--tor-launch"],
+            "--tor-launch: no tor executable found on PATH or in %s; expected tor installed (apt-get install "
+            "tor) or --tor-executable set to its path" % (os.path.join(self.dir, "nothing"),),
+        )
+        self.assertRefused(
+            ["--listen=i2p", "--i2p-launch"],
+            "--i2p-launch: no i2pd executable found on PATH or in %s; expected i2pd installed (apt-get install "
+            "i2pd) or --i2p-executable set to its path" % (os.path.join(self.dir, "nothing"),),
+        )
 
     def test_directory_must_be_new(self) -> None:
-        os.makedirs(os.path.join(self.dir, "node", "something"))
+        os.makedirs(os.path.join(self.node, "something"))
         code, out, err = self.create("--hostname=127.0.0.1")
         self.assertEqual((code, out), (2, ""))
-        self.assertEqual(err, "error: %s exists and is not an empty directory; to avoid clobbering anything, "
-                              "create-node wants a new one\n" % (os.path.join(self.dir, "node"),))
+        self.assertEqual(err, "foolscap-sidetls create-node: error: %s exists and is not an empty directory; to "
+                              "avoid clobbering anything, create-node wants a new one\n" % (self.node,))
+        self.assertEqual(os.listdir(self.node), ["something"])
 
     def test_tcp(self) -> None:
         code, out, err = self.create("--port=tcp:4000:interface=127.0.0.1", "--location=tcp:127.0.0.1:4000,AUTO")
         self.assertEqual((code, err), (0, ""))
-        path = os.path.join(self.dir, "node", "node.cfg")
+        path = os.path.join(self.node, "node.cfg")
         self.assertEqual(
             self.read(),
             "# -*- mode: conf; coding: utf-8 -*-\n"
@@ -366,19 +505,37 @@ class CreateNode(TestCase):
             "[node]\ntub.port = tcp:4000:interface=127.0.0.1\ntub.location = tcp:127.0.0.1:4000,AUTO\n"
             "#timeout.keepalive =\n#timeout.disconnect =\n" % (path,),
         )
-        self.assertEqual(stat_mode(os.path.join(self.dir, "node", "private")), 0o700)
+        self.assertEqual(
+            out,
+            "created %s\n  tub.port = tcp:4000:interface=127.0.0.1\n  tub.location = tcp:127.0.0.1:4000,AUTO\n"
+            "serve it with: foolscap-sidetls serve %s\n" % (path, path),
+        )
+        self.assertEqual(stat_mode(os.path.join(self.node, "private")), 0o700)
         lines = self.check()
         self.assertIn("  tcp:4000:interface=127.0.0.1 (role-based: each connection is the TLS server)", lines)
         self.assertIn("  tcp:127.0.0.1:4000", lines)
+
+    def test_hostname(self) -> None:
+        for hostname, port in [("127.0.0.1", r"tcp:(\d+):interface=127\.0\.0\.1"),
+                               ("localhost", r"tcp:(\d+):interface=127\.0\.0\.1"),
+                               ("node.example.net", r"tcp:(\d+)")]:
+            code, out, err = self.create("--hostname=" + hostname)
+            self.assertEqual((code, err), (0, ""))
+            found = re.search(r"\ntub\.port = %s\ntub\.location = tcp:%s:(\d+)\n" % (port, re.escape(hostname)),
+                              self.read())
+            assert found is not None, self.read()
+            self.assertEqual(found.group(1), found.group(2))
+            shutil.rmtree(self.node)
 
     def test_tor(self) -> None:
         code, out, err = self.create("--listen=tor", "--hide-ip", "--tor-control-port=tcp:127.0.0.1:9051")
         self.assertEqual((code, err), (0, ""))
         text = self.read()
         local = int(text.split("onion.local_port = ")[1].split("\n")[0])
-        with open(os.path.join(self.dir, "node", "private", "tor_onion.privkey")) as f:
-            onion = config._onion_of_key(f.read().strip())
-        self.assertEqual(stat_mode(os.path.join(self.dir, "node", "private", "tor_onion.privkey")), 0o600)
+        keyfile = os.path.join(self.node, "private", "tor_onion.privkey")
+        with open(keyfile) as f:
+            onion = _onion.address_of_key(f.read().strip())
+        self.assertEqual(stat_mode(keyfile), 0o600)
         self.assertIn(
             "[node]\ntub.port = tcp:%d:interface=127.0.0.1\ntub.location = tor:%s:3457\n"
             "reveal-IP-address = false\n#timeout.keepalive =\n#timeout.disconnect =\n\n"
@@ -393,40 +550,42 @@ class CreateNode(TestCase):
         self.assertIn("  tor:%s:3457" % (onion,), lines)
         self.assertNotIn("warning", " ".join(lines))
 
-    def test_tor_launch(self) -> None:
-        tor = os.path.join(self.dir, "tor")
+    def test_tor_launch_executable_written_absolute(self) -> None:
+        """The file resolves relative paths from the node directory; the option meant the current one."""
+        os.makedirs(os.path.join(self.dir, "bin"))
+        tor = os.path.join(self.dir, "bin", "tor")
         with open(tor, "w") as f:
             f.write("#!/bin/sh\n")
         os.chmod(tor, 0o755)
-        code, out, err = self.create("--listen=tor", "--tor-launch", "--tor-executable=" + tor)
+        old = os.getcwd()
+        os.chdir(self.dir)
+        self.addCleanup(os.chdir, old)
+        code, out, err = self.create("--listen=tor", "--tor-launch", "--tor-executable=bin/tor")
         self.assertEqual((code, err), (0, ""))
         self.assertIn("[tor]\nlaunch = true\ntor.executable = %s\nonion = true\n" % (tor,), self.read())
         self.assertIn(
             "  tor: hints -> sidetls+tor (a tor launched here (%s, data in %s))"
-            % (tor, os.path.join(self.dir, "node", "private", "tor-statedir")),
+            % (tor, os.path.join(self.node, "private", "tor-statedir")),
             self.check(),
         )
 
     def test_i2p_asks_the_sam_bridge_for_a_key(self) -> None:
         bridge = FakeSAMBridge()
-        handlers: list[Any] = []
-
-        def make() -> Any:
-            handlers.append(i2p.sam_endpoint(bridge.endpoint, reactor=bridge.clock))
-            return handlers[-1]
-
-        d, out, err = run(
-            ["create-node", os.path.join(self.dir, "node"), "--listen=i2p", "--i2p-sam-port=tcp:127.0.0.1:7656",
-             "--i2cp-options=inbound.length=0,outbound.length=0"],
-            make_i2p_handler=make,
+        code, out, err = self.create(
+            "--listen=i2p", "--i2p-sam-port=tcp:127.0.0.1:7656", "--i2cp-options=inbound.length=0,outbound.length=0",
+            reactor=CommandReactor(bridge),
         )
-        bridge.flush()
-        self.assertEqual((self.successResultOf(d), err.getvalue()), (0, ""))
+        self.assertEqual((code, err), (0, ""))
         self.assertEqual(bridge.verbs(), ["HELLO VERSION", "DEST GENERATE"])
         self.assertEqual(bridge.open_sockets(), [])
-        keyfile = os.path.join(self.dir, "node", "private", "i2p_dest.privkey")
+        keyfile = os.path.join(self.node, "private", "i2p_dest.privkey")
         address = i2p.address_of(keyfile)
         self.assertEqual(stat_mode(keyfile), 0o600)
+        self.assertEqual(
+            out.splitlines()[:2],
+            ["connecting to the I2P router's SAM bridge at tcp:127.0.0.1:7656 (to make the destination key)...",
+             "made the I2P destination key: %s" % (address,)],
+        )
         self.assertIn(
             "[node]\ntub.port = listen:i2p\ntub.location = i2p:%s:3457\n" % (address,), self.read()
         )
@@ -444,15 +603,12 @@ class CreateNode(TestCase):
     def test_i2p_bridge_down_leaves_nothing(self) -> None:
         bridge = FakeSAMBridge()
         bridge.down = True
-        d, out, err = run(
-            ["create-node", os.path.join(self.dir, "node"), "--listen=i2p"],
-            make_i2p_handler=lambda: i2p.sam_endpoint(bridge.endpoint, reactor=bridge.clock),
-        )
-        self.assertEqual(self.successResultOf(d), 1)
-        self.assertTrue(err.getvalue().startswith(
-            "failed: could not make an I2P destination key: no SAM bridge answering at tcp:127.0.0.1:7656 "
-            "(connection refused)."
-        ), err.getvalue())
+        code, out, err = self.create("--listen=i2p", reactor=CommandReactor(bridge))
+        self.assertEqual(code, 1)
+        self.assertTrue(err.startswith(
+            "foolscap-sidetls create-node: could not make an I2P destination key: no SAM bridge answering at "
+            "tcp:127.0.0.1:7656 (connection refused)."
+        ), err)
         self.assertEqual(os.listdir(self.dir), [])
 
     def test_listen_none(self) -> None:
@@ -460,6 +616,62 @@ class CreateNode(TestCase):
         self.assertEqual((code, err), (0, ""))
         self.assertIn("[node]\ntub.port = disabled\ntub.location = disabled\n", self.read())
         self.assertIn("  none (tub.location = disabled): this Tub only dials", self.check())
+
+
+class PingOptions(SynchronousTestCase):
+    """ping's numbers are checked before anything is dialed."""
+
+    def test_refused(self) -> None:
+        furl = "pb://%s@tcp:127.0.0.1:1/%s" % ("a" * 32, "b" * 32)
+        for options, message in [
+            (["--timeout=0"], "--timeout=0: expected a number of seconds more than 0 and at most 120 (Foolscap's "
+                              "own limit for a connection)"),
+            (["--timeout=-5"], "--timeout=-5: expected a number of seconds more than 0 and at most 120 "
+                               "(Foolscap's own limit for a connection)"),
+            (["--timeout=120.5"], "--timeout=120.5: expected a number of seconds more than 0 and at most 120 "
+                                  "(Foolscap's own limit for a connection)"),
+            (["--timeout=nan"], "--timeout=nan: expected a number of seconds more than 0 and at most 120 "
+                                "(Foolscap's own limit for a connection)"),
+            (["--count=0"], "--count=0: expected a whole number of calls, at least 1"),
+            (["--count=-3"], "--count=-3: expected a whole number of calls, at least 1"),
+            (["--interval=-0.5"], "--interval=-0.5: expected a number of seconds, 0 or more"),
+            (["--interval=inf"], "--interval=inf: expected a number of seconds, 0 or more"),
+        ]:
+            self.assertEqual(main(["ping", furl, *options]),
+                             (2, "", "foolscap-sidetls ping: error: %s\n" % (message,)), options)
+
+
+class Progress(SynchronousTestCase):
+    """What serve prints while a slow step goes on."""
+
+    def test_each_step_once_then_still_waiting(self) -> None:
+        clock = Clock()
+        clock.advance(1000)
+        out = io.StringIO()
+        progress = _cli._Progress(clock, out)
+        progress.start()
+        clock.advance(_cli.STILL_WAITING)
+        self.assertEqual(out.getvalue(), "")  # nothing to wait on yet
+        progress("tor: launching tor")
+        progress("tor: launching tor")
+        clock.advance(2.5)
+        progress("tor: waiting for tor bootstrap (10%: conn)")
+        self.assertEqual(progress.elapsed(), _cli.STILL_WAITING + 2.5)
+        clock.advance(_cli.STILL_WAITING - 2.5)
+        clock.advance(_cli.STILL_WAITING)
+        progress.stop()
+        clock.advance(10 * _cli.STILL_WAITING)
+        self.assertEqual(
+            out.getvalue().splitlines(),
+            [
+                "  [ 15.0 s] tor: launching tor",
+                "  [ 17.5 s] tor: waiting for tor bootstrap (10%: conn)",
+                "  [ 30.0 s] ... still waiting for tor bootstrap (10%: conn)",
+                "  [ 45.0 s] ... still waiting for tor bootstrap (10%: conn)",
+            ],
+        )
+        self.assertEqual(clock.getDelayedCalls(), [])
+        progress.stop()  # twice is harmless
 
 
 def stat_mode(path: str) -> int:

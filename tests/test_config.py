@@ -10,18 +10,23 @@ import base64
 import hashlib
 import os
 import shutil
+import socket
 import stat
 import tempfile
-from typing import Any
+from typing import Any, NamedTuple, Optional
+
+import psutil
 
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import CannotListenError, ProcessTerminated
+from twisted.internet.interfaces import IListeningPort
 from twisted.python.failure import Failure
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
 
-from foolscap_sidetls import ISideTLSTransport, config
+from foolscap_sidetls import ISideTLSTransport, _onion, config
 from foolscap_sidetls._protocol import SideTLSFactory
 
 from .test_i2p import make_keypair
@@ -57,7 +62,7 @@ class Node:
         self.dir = scratch(case)
         os.makedirs(os.path.join(self.dir, "private"))
         os.makedirs(os.path.join(self.dir, "bin"))
-        self.tor_key, self.onion = config._new_onion_key()
+        self.tor_key, self.onion = _onion.new_key()
         self.write("private/tor.key", self.tor_key + "\n")
         public, private = make_keypair()
         self.i2p_public = public
@@ -96,6 +101,9 @@ DEST = "[i2p]\nsam.port = tcp:127.0.0.1:7656\ndest = true\ndest.port = 3457\n" \
 EXPECT_BOOL = "expected true or false (or yes/no, on/off, 1/0)"
 EXPECT_PORT = "expected a port number from 1 to 65535"
 EXPECT_I2CP = "expected NAME=VALUE pairs separated by commas, e.g. inbound.length=1, outbound.length=1"
+EXPECT_ENDPOINTS = (
+    "expected descriptions such as tcp:3457 or tcp:3457:interface=127.0.0.1, listen:tor, listen:i2p"
+)
 EXPECT_HINT = (
     "expected hints such as tcp:example.net:3457, tor:ADDRESS.onion:3457, i2p:ADDRESS.b32.i2p, or AUTO"
 )
@@ -106,12 +114,27 @@ BAD: list[tuple[str, str]] = [
     # -- [node] tub.port
     ("[node]\ntub.port =\n",
      "'node.cfg' [node] tub.port = '': empty; expected endpoint descriptions separated by commas, or disabled"),
+    # port 0 in any form, as Tahoe-LAFS refuses it (PortAssignmentRequired)
     ("[node]\ntub.port = 0\n",
-     "'node.cfg' [node] tub.port = '0': port 0 is not allowed: you must choose (the announced location "
-     "must stay valid); expected a fixed port such as tcp:3457"),
+     "'node.cfg' [node] tub.port = '0': '0' listens on port 0, which is not allowed: you must choose (the "
+     "announced location must stay valid); expected a fixed port such as tcp:3457"),
     ("[node]\ntub.port = tcp:0\n",
-     "'node.cfg' [node] tub.port = 'tcp:0': port 0 is not allowed: you must choose (the announced location "
-     "must stay valid); expected a fixed port such as tcp:3457"),
+     "'node.cfg' [node] tub.port = 'tcp:0': 'tcp:0' listens on port 0, which is not allowed: you must choose "
+     "(the announced location must stay valid); expected a fixed port such as tcp:3457"),
+    ("[node]\ntub.port = tcp:port=0\n",
+     "'node.cfg' [node] tub.port = 'tcp:port=0': 'tcp:port=0' listens on port 0, which is not allowed: you "
+     "must choose (the announced location must stay valid); expected a fixed port such as tcp:3457"),
+    ("[node]\ntub.port = tcp:0:interface=127.0.0.1\n",
+     "'node.cfg' [node] tub.port = 'tcp:0:interface=127.0.0.1': 'tcp:0:interface=127.0.0.1' listens on port "
+     "0, which is not allowed: you must choose (the announced location must stay valid); expected a fixed "
+     "port such as tcp:3457"),
+    ("[node]\ntub.port = tcp:3457,sidetls:tcp:00:backlog=5\ntub.location = tcp:example.net:3457\n",
+     "'node.cfg' [node] tub.port = 'tcp:3457,sidetls:tcp:00:backlog=5': 'sidetls:tcp:00:backlog=5' listens on "
+     "port 0, which is not allowed: you must choose (the announced location must stay valid); expected a "
+     "fixed port such as tcp:3457"),
+    ("[node]\ntub.port = tcp6:0\ntub.location = tcp:example.net:3457\n",
+     "'node.cfg' [node] tub.port = 'tcp6:0': 'tcp6:0' listens on port 0, which is not allowed: you must "
+     "choose (the announced location must stay valid); expected a fixed port such as tcp:3457"),
     ("[node]\ntub.port = listen:foo\n",
      "'node.cfg' [node] tub.port = 'listen:foo': 'listen:foo' is not a listener this module knows; "
      "expected listen:tor or listen:i2p"),
@@ -120,8 +143,29 @@ BAD: list[tuple[str, str]] = [
      "descriptions separated by commas"),
     ("[node]\ntub.port = tcp:notaport\n",
      "'node.cfg' [node] tub.port = 'tcp:notaport': 'tcp:notaport' is not a server endpoint description "
-     "(invalid literal for int() with base 10: 'notaport'); expected descriptions such as tcp:3457 or "
-     "tcp:3457:interface=127.0.0.1, listen:tor, listen:i2p"),
+     "(its port 'notaport' is not a number); " + EXPECT_ENDPOINTS),
+    ("[node]\ntub.port = tcp:127.0.0.1:3457\n",
+     "'node.cfg' [node] tub.port = 'tcp:127.0.0.1:3457': 'tcp:127.0.0.1:3457' is not a server endpoint "
+     "description (its port '127.0.0.1' is not a number); " + EXPECT_ENDPOINTS),
+    ("[node]\ntub.port = tcp:99999\n",
+     "'node.cfg' [node] tub.port = 'tcp:99999': 'tcp:99999' is not a server endpoint description (its port "
+     "99999 is not from 1 to 65535); " + EXPECT_ENDPOINTS),
+    ("[node]\ntub.port = tcp\n",
+     "'node.cfg' [node] tub.port = 'tcp': 'tcp' is not a server endpoint description (it has no port); "
+     + EXPECT_ENDPOINTS),
+    ("[node]\ntub.port = tcp:3457:backlog=many\n",
+     "'node.cfg' [node] tub.port = 'tcp:3457:backlog=many': 'tcp:3457:backlog=many' is not a server endpoint "
+     "description ('many' is not a number); " + EXPECT_ENDPOINTS),
+    ("[node]\ntub.port = tcp:3457:colour=blue\n",
+     "'node.cfg' [node] tub.port = 'tcp:3457:colour=blue': 'tcp:3457:colour=blue' is not a server endpoint "
+     "description (colour= is not an option of tcp: endpoints); " + EXPECT_ENDPOINTS),
+    ("[node]\ntub.port = tcp:3457:interface=::1\n",
+     "'node.cfg' [node] tub.port = 'tcp:3457:interface=::1': 'tcp:3457:interface=::1' is not a server "
+     "endpoint description (it gives interface twice (write an IPv6 address's colons as \\:)); "
+     + EXPECT_ENDPOINTS),
+    ("[node]\ntub.port = nosuch:3457\n",
+     "'node.cfg' [node] tub.port = 'nosuch:3457': 'nosuch:3457' is not a server endpoint description "
+     "(unknown endpoint type 'nosuch'); " + EXPECT_ENDPOINTS),
     ("[node]\ntub.port = listen:tor\n",
      "'node.cfg' [node] tub.port = 'listen:tor': listen:tor needs [tor] onion = true (with "
      "onion.local_port, onion.external_port and onion.private_key_file)"),
@@ -159,10 +203,6 @@ BAD: list[tuple[str, str]] = [
     ("[node]\ntub.port = listen:tor\ntub.location = AUTO\n" + ONION,
      "'node.cfg' [node] tub.location = 'AUTO': AUTO announces tcp:ADDRESS:PORT, but [node] tub.port "
      "has no tcp: listener to take the PORT from; expected a tcp:PORT entry in tub.port, or explicit hints"),
-    ("[node]\ntub.port = tcp:0:interface=127.0.0.1\n",
-     "'node.cfg' [node] tub.location is not set (so AUTO): AUTO announces tcp:ADDRESS:PORT, but the first tcp: "
-     "listener in [node] tub.port has port 0 (a different one at every start); expected a fixed port in "
-     "tub.port, or explicit hints"),
     # -- [node] others
     ("[node]\nreveal-IP-address = maybe\n",
      "'node.cfg' [node] reveal-IP-address = 'maybe': not a boolean; " + EXPECT_BOOL),
@@ -178,6 +218,8 @@ BAD: list[tuple[str, str]] = [
     # -- [connections]
     ("[connections]\ntcp = toor\n",
      "'node.cfg' [connections] tcp = 'toor': unknown handler; expected one of tcp, tor, i2p, disabled"),
+    ("[connections]\ntcp =\n",  # Tahoe-LAFS: unknown handler '', not tcp
+     "'node.cfg' [connections] tcp = '': empty; expected one of tcp, tor, i2p, disabled"),
     ("[connections]\ntcp = tor\n[tor]\nenabled = false\n",
      "'node.cfg' [connections] tcp = 'tor': the tor handler is not available ([tor] enabled = false); "
      "expected a handler that is enabled, or disabled"),
@@ -195,10 +237,22 @@ BAD: list[tuple[str, str]] = [
      "'tcp:127.0.0.1:9051'"),
     ("[tor]\ncontrol.port = tcp:127.0.0.1:notaport\n",
      "'node.cfg' [tor] control.port = 'tcp:127.0.0.1:notaport': not a client endpoint description "
-     "(invalid literal for int() with base 10: 'notaport'); expected one such as 'tcp:127.0.0.1:9051'"),
+     "(its port 'notaport' is not a number); expected one such as 'tcp:127.0.0.1:9051'"),
+    ("[tor]\ncontrol.port = tcp:9051\n",
+     "'node.cfg' [tor] control.port = 'tcp:9051': not a client endpoint description (it has no port); "
+     "expected one such as 'tcp:127.0.0.1:9051'"),
+    ("[tor]\ncontrol.port = tcp:127.0.0.1:0\n",
+     "'node.cfg' [tor] control.port = 'tcp:127.0.0.1:0': not a client endpoint description (its port 0 is "
+     "not from 1 to 65535); expected one such as 'tcp:127.0.0.1:9051'"),
+    ("[tor]\ncontrol.port = tcp:127.0.0.1:9051:timeout=soon\n",
+     "'node.cfg' [tor] control.port = 'tcp:127.0.0.1:9051:timeout=soon': not a client endpoint description "
+     "('soon' is not a number); expected one such as 'tcp:127.0.0.1:9051'"),
+    ("[tor]\ncontrol.port = unix\n",
+     "'node.cfg' [tor] control.port = 'unix': not a client endpoint description (it has no path); "
+     "expected one such as 'tcp:127.0.0.1:9051'"),
     ("[tor]\nsocks.port = tcp:127.0.0.1:x\n",
-     "'node.cfg' [tor] socks.port = 'tcp:127.0.0.1:x': not a client endpoint description (invalid "
-     "literal for int() with base 10: 'x'); expected one such as 'tcp:127.0.0.1:9050'"),
+     "'node.cfg' [tor] socks.port = 'tcp:127.0.0.1:x': not a client endpoint description (its port 'x' is "
+     "not a number); expected one such as 'tcp:127.0.0.1:9050'"),
     ("[tor]\nlaunch = true\ntor.executable = bin/missing\n",
      "'node.cfg' [tor] tor.executable = 'bin/missing': {d}/bin/missing is not an executable file; "
      "expected the path of a tor executable (relative paths start at {d})"),
@@ -235,9 +289,26 @@ BAD: list[tuple[str, str]] = [
     ("[node]\ntub.port = tcp:3457\n" + ONION,
      "'node.cfg' [tor] onion = 'true': the onion service forwards to 127.0.0.1:7000, but [node] tub.port "
      "does not listen there; expected listen:tor (or tcp:7000:interface=127.0.0.1) in [node] tub.port"),
-    ("[node]\ntub.port = tcp:7000\n" + ONION,
-     "'node.cfg' [node] tub.port = 'tcp:7000': 'tcp:7000' and [tor] onion.local_port = 7000: the onion "
-     "service's listener is on 127.0.0.1 only; expected tcp:7000:interface=127.0.0.1 or listen:tor"),
+    # Accepted (with a warning) as in Tahoe-LAFS, but not when the IP address must stay hidden.
+    ("[node]\ntub.port = tcp:7000\ntub.location = tor:abc.onion:3457\nreveal-IP-address = false\n"
+     "[connections]\ntcp = tor\n" + ONION,
+     "'node.cfg' [node] tub.port = 'tcp:7000': 'tcp:7000' listens on every interface, which reveals this "
+     "machine's IP address to whoever connects there, but [node] reveal-IP-address = false; expected "
+     "tcp:7000:interface=127.0.0.1 or listen:tor (reachable only through the onion service)"),
+    ("[node]\ntub.port = tcp:7000:interface=192.0.2.7\ntub.location = tor:abc.onion:3457\n"
+     "reveal-IP-address = false\n[connections]\ntcp = tor\n" + ONION,
+     "'node.cfg' [node] tub.port = 'tcp:7000:interface=192.0.2.7': 'tcp:7000:interface=192.0.2.7' listens on "
+     "192.0.2.7, which reveals this machine's IP address to whoever connects there, but [node] "
+     "reveal-IP-address = false; expected tcp:7000:interface=127.0.0.1 or listen:tor (reachable only through "
+     "the onion service)"),
+    # Paths start at the node directory, and ~ is not $HOME (Tahoe-LAFS's get_config_path()).
+    ("[node]\ntub.port = listen:tor\n" + ONION.replace("private/tor.key", "~/tor.key"),
+     "'node.cfg' [tor] onion.private_key_file = '~/tor.key': {d}/~/tor.key does not exist (relative paths "
+     "start at {d}; ~ is not expanded, as in Tahoe-LAFS); expected a key file, as 'foolscap-sidetls "
+     "create-node --listen=tor' writes"),
+    ("[tor]\nlaunch = true\ntor.executable = ~/bin/tor\n",
+     "'node.cfg' [tor] tor.executable = '~/bin/tor': {d}/~/bin/tor is not an executable file; expected the "
+     "path of a tor executable (relative paths start at {d}; ~ is not expanded, as in Tahoe-LAFS)"),
     ("[tor]\nonion.local_port = 0\n", "'node.cfg' [tor] onion.local_port = '0': not a port number; " + EXPECT_PORT),
     ("[tor]\nonion.local_port = \u0667\u0660\u0660\u0660\n",  # Arabic-Indic digits: int() reads them
      "'node.cfg' [tor] onion.local_port = '\u0667\u0660\u0660\u0660': not a port number; " + EXPECT_PORT),
@@ -252,8 +323,8 @@ BAD: list[tuple[str, str]] = [
     ("[i2p]\nlaunch = often\n", "'node.cfg' [i2p] launch = 'often': not a boolean; " + EXPECT_BOOL),
     ("[i2p]\ndest = y\n", "'node.cfg' [i2p] dest = 'y': not a boolean; " + EXPECT_BOOL),
     ("[i2p]\nsam.port = tcp:127.0.0.1:sam\n",
-     "'node.cfg' [i2p] sam.port = 'tcp:127.0.0.1:sam': not a client endpoint description (invalid literal "
-     "for int() with base 10: 'sam'); expected one such as 'tcp:127.0.0.1:7656'"),
+     "'node.cfg' [i2p] sam.port = 'tcp:127.0.0.1:sam': not a client endpoint description (its port 'sam' "
+     "is not a number); expected one such as 'tcp:127.0.0.1:7656'"),
     ("[i2p]\nsam.port = tcp:127.0.0.1:7656\nlaunch = true\n",
      "'node.cfg' [i2p] launch = 'true': conflicts with [i2p] sam.port = 'tcp:127.0.0.1:7656': a launched "
      "i2pd has a SAM port of its own; expected one of them"),
@@ -485,6 +556,29 @@ class Values(SynchronousTestCase):
                  "tcp:127.0.0.1:9051)" % (self.node.onion, self.node.path("private/tor.key"))],
             )
 
+    def test_onion_with_a_listener_on_every_interface(self) -> None:
+        """Tahoe-LAFS accepts it; said in check's output, since the Tub is also reachable without tor."""
+        for port, where, at in [
+            ("tcp:7000", "every interface", "this machine's IP addresses"),
+            ("tcp:7000:interface=192.0.2.7", "192.0.2.7", "192.0.2.7"),
+        ]:
+            c = self.node.parse("[node]\ntub.port = %s\ntub.location = tor:%s:3457\n" % (port, self.node.onion) + ONION)
+            self.assertEqual(c.tub_port, (port,))
+            warning = (
+                "[node] tub.port %r listens on %s, not only on 127.0.0.1 where [tor] onion.local_port = 7000 "
+                "points: this Tub is also reachable without tor, at %s, and the onion service forwards to a free "
+                "127.0.0.1 port of its own; tcp:7000:interface=127.0.0.1 (or listen:tor) would make it reachable "
+                "only through the onion service" % (port, where, at)
+            )
+            self.assertEqual(c.warnings, (warning,))
+            self.assertEqual(
+                c.describe_listeners(),
+                ["%s (role-based: each connection is the TLS server)" % (port,),
+                 "onion service %s:3457 -> 127.0.0.1:<a free port> (key %s; published through control port "
+                 "tcp:127.0.0.1:9051)" % (self.node.onion, self.node.path("private/tor.key"))],
+            )
+            self.assertEqual(c.describe()[-1], "warning: " + warning)
+
     def test_location_not_announcing_the_onion(self) -> None:
         c = self.node.parse("[node]\ntub.port = listen:tor\ntub.location = tor:%s:3457\n" % ("a" * 56 + ".onion") + ONION)
         self.assertEqual(
@@ -571,6 +665,52 @@ class Values(SynchronousTestCase):
         )
 
 
+class Snicaddr(NamedTuple):
+    """What psutil.net_if_addrs() lists for each address."""
+
+    family: int
+    address: str
+    netmask: Optional[str] = None
+    broadcast: Optional[str] = None
+    ptp: Optional[str] = None
+
+
+class LocalAddresses(SynchronousTestCase):
+    """What tub.location = AUTO announces: every IPv4 address of every interface, as Tahoe-LAFS 1.20."""
+
+    def test_every_ipv4_address_of_every_interface(self) -> None:
+        interfaces = {
+            "lo": [Snicaddr(socket.AF_INET, "127.0.0.1"), Snicaddr(socket.AF_INET6, "::1")],
+            "eth0": [Snicaddr(socket.AF_INET, "192.0.2.7"), Snicaddr(socket.AF_INET, "192.0.2.8"),
+                     Snicaddr(socket.AF_INET6, "2001:db8::7"), Snicaddr(psutil.AF_LINK, "52:54:00:12:34:56")],
+            "wg0": [Snicaddr(socket.AF_INET, "198.51.100.1")],
+            "docker0": [Snicaddr(socket.AF_INET, "127.0.0.1")],
+        }
+        found = config._ipv4_addresses(interfaces)
+        self.assertEqual(found, ["127.0.0.1", "192.0.2.7", "192.0.2.8", "198.51.100.1", "127.0.0.1"])
+        self.assertEqual(config._loopback_last(found + ["127.0.0.1"]),
+                         ["192.0.2.7", "192.0.2.8", "198.51.100.1", "127.0.0.1"])
+
+    def test_this_machine(self) -> None:
+        expected = {a.address for entries in psutil.net_if_addrs().values() for a in entries
+                    if a.family == socket.AF_INET} | {"127.0.0.1"}
+        found = config.local_addresses()
+        self.assertEqual(set(found), expected)
+        self.assertEqual(len(found), len(expected))
+        self.assertEqual(found[-1][:4], "127.")
+
+    def test_without_psutil(self) -> None:
+        """Where psutil cannot list interfaces, the host name's addresses stand in."""
+        self.patch(psutil, "net_if_addrs", lambda: 1 / 0)
+        try:
+            resolved = {str(i[4][0]) for i in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
+        except OSError:
+            resolved = set()
+        found = config.local_addresses()
+        self.assertEqual(set(found), resolved | {"127.0.0.1"})
+        self.assertIn("127.0.0.1", found)
+
+
 class Examples(SynchronousTestCase):
     """examples/configs: each one loads once its key files exist (create-node makes them)."""
 
@@ -599,6 +739,37 @@ class Examples(SynchronousTestCase):
             expected = 0 if name in ("client-only.cfg", "tcp.cfg") else 1
             self.assertEqual(len(c.warnings), expected, (name, c.warnings))
 
+    def test_each_header_says_what_check_needs(self) -> None:
+        """Each key file an example names, and each daemon it launches, is in its header, with how to make it."""
+        import configparser
+
+        examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "configs")
+        for name in sorted(n for n in os.listdir(examples) if n.endswith(".cfg")):
+            with open(os.path.join(examples, name)) as f:
+                text = f.read()
+            header = ""
+            for line in text.splitlines():
+                if line and not line.startswith("#"):
+                    break
+                header += line[2:] + "\n"
+            header = " ".join(header.split())
+            parser = configparser.ConfigParser(interpolation=None)
+            parser.read_string(text)
+            keys = [parser.get(s, k) for s in parser.sections() for k in parser.options(s)
+                    if k.endswith("private_key_file")]
+            if not keys:
+                self.assertIn("Needs no key files: 'check' passes on this file as it is", header, name)
+            for key in keys:
+                self.assertIn("For 'check' to pass, ", header, name)
+                self.assertIn("%s (relative to this file's directory) must hold" % (key,), header, name)
+                self.assertIn("cp /tmp/n/%s private/" % (key,), header, name)
+                self.assertIn("foolscap-sidetls create-node --listen=%s" % ("tor" if "tor" in key else "i2p",),
+                              header, name)
+            for section, daemon in (("tor", "tor"), ("i2p", "i2pd")):
+                if parser.has_option(section, "launch"):
+                    self.assertIn("%s must be installed (on PATH, or set %s.executable)" % (daemon, section),
+                                  header, name)
+
 
 class OnionKeys(SynchronousTestCase):
     def test_rfc8032_vector(self) -> None:
@@ -609,43 +780,104 @@ class OnionKeys(SynchronousTestCase):
         digest[31] &= 127
         digest[31] |= 64
         self.assertEqual(
-            config._ed_public(int.from_bytes(digest[:32], "little")).hex(),
+            _onion.public_key(bytes(digest)).hex(),
             "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
         )
 
     def test_new_keys_publish_their_address(self) -> None:
+        """new_key() takes its address from libsodium's key pair; address_of_key() from the scalar."""
+        addresses = set()
         for _ in range(3):
-            text, address = config._new_onion_key()
+            text, address = _onion.new_key()
             self.assertRegex(address, r"^[a-z2-7]{56}\.onion$")
-            self.assertEqual(config._onion_of_key(text), address)
+            self.assertEqual(_onion.address_of_key(text), address)
+            addresses.add(address)
+        self.assertEqual(len(addresses), 3)
 
     def test_tor_spec_address(self) -> None:
         """rend-spec-v3's address encoding (checksum and version) for a known public key."""
         public = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
         checksum = hashlib.sha3_256(b".onion checksum" + public + b"\x03").digest()[:2]
         self.assertEqual(
-            config._onion_address(public),
+            _onion.onion_address(public),
             base64.b32encode(public + checksum + b"\x03").decode().lower() + ".onion",
         )
-        self.assertEqual(len(config._onion_address(public)), 62)
+        self.assertEqual(len(_onion.onion_address(public)), 62)
+
+    def test_keys_tor_would_not_write(self) -> None:
+        clamped = bytearray(hashlib.sha512(b"seed").digest())
+        clamped[0] &= 248
+        clamped[31] &= 127
+        clamped[31] |= 64
+        for raw, problem in [
+            (bytes(64), "its secret scalar is not clamped as tor makes them"),
+            (bytes([clamped[0] | 1]) + bytes(clamped[1:]), "its secret scalar is not clamped as tor makes them"),
+            (bytes(clamped[:31]) + bytes([clamped[31] | 128]) + bytes(clamped[32:]),
+             "its secret scalar is not clamped as tor makes them"),
+            (bytes(clamped[:40]), "its key is 40 bytes, not 64"),
+        ]:
+            text = _onion.KEY_PREFIX + base64.b64encode(raw).decode()
+            e = self.assertRaises(ValueError, _onion.address_of_key, text)
+            self.assertEqual(str(e), problem)
+        self.assertEqual(str(self.assertRaises(ValueError, _onion.address_of_key, "RSA1024:abc")),
+                         "it does not start with 'ED25519-V3:'")
+        self.assertEqual(str(self.assertRaises(ValueError, _onion.address_of_key, "ED25519-V3:!!")),
+                         "its key is not base64")
 
 
 # -- building the Tub ---------------------------------------------------------------------
 
 
+@implementer(IListeningPort)
+class Port:
+    """A listening port that records whether it was stopped (MemoryReactor's forget nothing)."""
+
+    def __init__(self, number: int, factory: Any, interface: str) -> None:
+        self.number = number
+        self.factory = factory
+        self.interface = interface
+        self.listening = True
+
+    def startListening(self) -> None:
+        pass
+
+    def stopListening(self) -> "defer.Deferred[None]":
+        self.listening = False
+        return defer.succeed(None)
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", self.interface or "0.0.0.0", self.number)
+
+
 class BusyReactor(ProcessReactor):
-    """A process-recording in-memory reactor whose TCP ports may be in use."""
+    """
+    A process-recording in-memory reactor whose TCP ports may be in use
+    (C{busy}, or C{all_busy}; C{refused} lists the ports it refused), and
+    whose listening ports say whether they were stopped (C{ports}); port 0
+    gets a number of its own, as a real one would.
+    """
 
     busy: set[int]
 
     def __init__(self) -> None:
         super().__init__()
         self.busy = set()
+        self.all_busy = False
+        self.refused: list[int] = []
+        self.ports: list[Port] = []
 
     def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:
-        if port in self.busy:
+        if self.all_busy or port in self.busy:
+            self.refused.append(port)
             raise CannotListenError(interface, port, OSError(98, "Address already in use"))
-        return super().listenTCP(port, factory, backlog, interface)
+        super().listenTCP(port, factory, backlog, interface)
+        made = Port(port or 40000 + len(self.ports), factory, interface)
+        self.ports.append(made)
+        return made
+
+    def tub_of(self, port: Port) -> Any:
+        """The Tub a port listens for (its Foolscap Listener is a service of the Tub)."""
+        return port.factory.wrappedFactory.parent
 
 
 class CreateTub(TestCase):
@@ -715,8 +947,8 @@ class CreateTub(TestCase):
     def test_port_in_use(self) -> Any:
         self.reactor.busy.add(3458)
         c = config.load(self.node.cfg("[node]\ntub.port = tcp:3457,tcp:3458\ntub.location = tcp:127.0.0.1:3457\n"))
+        before = listing(self.node.dir)
         d = config.create_tub(c, self.reactor)
-        tubs: list[Any] = []
 
         def failed(e: config.StartError) -> None:
             self.assertEqual(
@@ -725,9 +957,73 @@ class CreateTub(TestCase):
                 "Address already in use.)" % (self.node.path("node.cfg"),),
             )
             # tcp:3457 did listen, and was stopped with the Tub
-            [server] = self.reactor.tcpServers
-            self.assertEqual(server[0], 3457)
-            self.assertEqual(tubs, [])
+            [port] = self.reactor.ports
+            self.assertEqual((port.number, port.listening), (3457, False))
+            self.assertFalse(self.reactor.tub_of(port).running)
+            # the first start failed: no identity kept, nothing written
+            self.assertEqual(listing(self.node.dir), before)
+
+        return self.assertFailure(d, config.StartError).addCallback(failed)
+
+    def test_chosen_port_not_kept_when_the_start_fails(self) -> Any:
+        """A port chosen at the first start is kept only once it was listened on."""
+        c = config.load(self.node.cfg("[connections]\ntcp = disabled\n"), local_addresses=addresses)
+        before = listing(self.node.dir)
+        self.reactor.all_busy = True
+        d = config.create_tub(c, self.reactor)
+
+        def failed(e: config.StartError) -> None:
+            [refused] = self.reactor.refused
+            self.assertEqual(
+                str(e),
+                "%r [node] tub.port: could not listen on 'tcp:%d' (Couldn't listen on any:%d: [Errno 98] "
+                "Address already in use.)" % (self.node.path("node.cfg"), refused, refused),
+            )
+            self.assertEqual(listing(self.node.dir), before)
+            self.assertFalse(os.path.exists(self.node.path(config.PORTNUM_FILE)))
+            self.assertFalse(os.path.exists(self.node.path(config.CERT_FILE)))
+
+        return self.assertFailure(d, config.StartError).addCallback(failed)
+
+    def test_certificate_private_from_its_first_byte(self) -> None:
+        """Written with mode 0600 from the start, whatever the umask; private/ made 0700."""
+        shutil.rmtree(self.node.path("private"))
+        old = os.umask(0)
+        self.addCleanup(os.umask, old)
+        opened = []
+        real_open = os.open
+
+        def watch(path: Any, flags: int, mode: int = 0o777, *args: Any, **kwargs: Any) -> int:
+            fd = real_open(path, flags, mode, *args, **kwargs)
+            if flags & os.O_CREAT:
+                opened.append((os.fspath(path), stat.S_IMODE(os.fstat(fd).st_mode)))
+            return fd
+
+        self.patch(os, "open", watch)
+        tub = self.start("[node]\ntub.port = tcp:3457\ntub.location = tcp:127.0.0.1:3457\n")
+        cert = self.node.path(config.CERT_FILE)
+        with open(cert, "rb") as f:
+            self.assertEqual(f.read(), tub.getCertData())
+        self.assertEqual(stat.S_IMODE(os.stat(cert).st_mode), 0o600)
+        self.assertEqual(stat.S_IMODE(os.stat(self.node.path("private")).st_mode), 0o700)
+        created = [(os.path.dirname(p), m) for p, m in opened if os.path.dirname(p) == os.path.dirname(cert)]
+        self.assertEqual(created, [(os.path.dirname(cert), 0o600)])
+
+    def test_damaged_certificate_is_not_replaced(self) -> Any:
+        self.node.write(config.CERT_FILE, "not a certificate\n")
+        c = config.load(self.node.cfg("[node]\ntub.port = tcp:3457\ntub.location = tcp:127.0.0.1:3457\n"))
+        before = listing(self.node.dir)
+        d = config.create_tub(c, self.reactor)
+
+        def failed(e: config.StartError) -> None:
+            self.assertTrue(str(e).startswith(
+                "%r: %s does not hold a Tub certificate (" % (self.node.path("node.cfg"), self.node.path(config.CERT_FILE))
+            ), str(e))
+            self.assertTrue(str(e).endswith(
+                "); it is this node's identity (its FURLs), so it is not replaced: move it away to make a new one"
+            ), str(e))
+            self.assertEqual(listing(self.node.dir), before)
+            self.assertEqual((self.reactor.tcpServers, self.reactor.spawned), ([], []))
 
         return self.assertFailure(d, config.StartError).addCallback(failed)
 
@@ -790,9 +1086,11 @@ class CreateTub(TestCase):
         fake = FakeTor(self.reactor)
         c = config.load(self.node.cfg("[node]\ntub.port = listen:tor,tcp:3457\ntub.location = tcp:127.0.0.1:3457\n" + ONION))
         d = config.create_tub(c, self.reactor)
-        listeners = []
-        for service in self.reactor.tcpServers:
-            listeners.append(service[0])
+        # only tcp:3457 has started listening (tor.listen listens after reaching tor)
+        [port] = self.reactor.ports
+        self.assertEqual((port.number, port.listening), (3457, True))
+        tub = self.reactor.tub_of(port)
+        self.assertTrue(tub.running)
         fake.refuse()
 
         def failed(e: config.StartError) -> None:
@@ -803,10 +1101,34 @@ class CreateTub(TestCase):
                 "'ControlPort 9051' and 'CookieAuthentication 1' in /etc/tor/torrc and restart tor, or let "
                 "foolscap_sidetls.tor.launch() start a tor of its own" % (self.node.path("node.cfg"),),
             )
-            # only tcp:3457 had started listening (tor.listen listens after reaching tor)
-            self.assertEqual(listeners, [3457])
+            self.assertEqual(self.reactor.ports, [port])
+            self.assertFalse(port.listening)
+            self.assertFalse(tub.running)
 
         return self.assertFailure(d, config.StartError).addCallback(failed)
+
+    def test_onion_with_a_listener_on_every_interface(self) -> None:
+        """
+        tub.port = tcp:7000 with onion.local_port = 7000, as Tahoe-LAFS
+        accepts it: the Tub listens on every interface, and the onion
+        service forwards to a 127.0.0.1 port of its own.
+        """
+        fake = FakeTor(self.reactor)
+        c = config.load(self.node.cfg(
+            "[node]\ntub.port = tcp:7000\ntub.location = tor:%s:3457\n" % (self.node.onion,) + ONION
+        ))
+        d = config.create_tub(c, self.reactor)
+        fake.accept()
+        fake.event("HS_DESC UPLOAD %s UNKNOWN $%s %s HSDIR_INDEX=00" % (SERVICE_ID, "E" * 40, "d" * 43))
+        fake.event("HS_DESC UPLOADED %s UNKNOWN $%s" % (SERVICE_ID, "E" * 40))
+        tub = self.successResultOf(d)
+        self.addCleanup(self.stop, tub)
+        every, onion = self.reactor.ports
+        self.assertEqual([(p.number, p.interface) for p in (every, onion)], [(7000, ""), (40001, "127.0.0.1")])
+        self.assertEqual({self.reactor.tub_of(every), self.reactor.tub_of(onion)}, {tub})
+        [add] = [cmd for cmd in fake.commands if cmd.startswith("ADD_ONION")]
+        self.assertEqual(add, "ADD_ONION %s Port=3457,127.0.0.1:40001 Flags=DiscardPK" % (self.node.tor_key,))
+        self.assertEqual(tub.locationHints, ["tor:%s:3457" % (self.node.onion,)])
 
     def test_launched_tor_spawned_only_for_a_valid_config(self) -> Any:
         c = config.load(self.node.cfg(
@@ -834,6 +1156,7 @@ class NothingLeftBehind(TestCase):
         self.reactor = BusyReactor()
 
     def assertNothingStarted(self, before: list[tuple[str, int]]) -> None:
+        """For create_tub, which is given the reactor: nothing written, and nothing asked of the reactor."""
         self.assertEqual(listing(self.node.dir), before)
         self.assertEqual(
             (self.reactor.tcpServers, self.reactor.tcpClients, self.reactor.unixClients, self.reactor.spawned),
@@ -841,13 +1164,17 @@ class NothingLeftBehind(TestCase):
         )
 
     def test_invalid_files_are_refused_before_anything_starts(self) -> None:
-        # Each would launch tor or i2pd, or listen, if it were valid.
+        # Each would launch tor or i2pd, or listen, if it were valid.  load()
+        # has no reactor to ask: the stand-ins leave a file if they ever run.
+        for name in ("tor", "i2pd"):
+            self.node.write("bin/marking-" + name, "#!/bin/sh\ntouch %s\n" % (self.node.path("ran-" + name),))
+            os.chmod(self.node.path("bin/marking-" + name), 0o755)
         texts = [
             "[node]\ntub.port = listen:tor\ntub.location = tor:%s:3457\n" % (self.node.onion,)
-            + ONION.replace("control.port = tcp:127.0.0.1:9051", "launch = true\ntor.executable = bin/tor")
+            + ONION.replace("control.port = tcp:127.0.0.1:9051", "launch = true\ntor.executable = bin/marking-tor")
             + "onion.bogus = 1\n",
             "[node]\ntub.port = listen:i2p\ntub.location = i2p:%s:3457\n" % (self.node.b32,)
-            + DEST.replace("sam.port = tcp:127.0.0.1:7656", "launch = true\ni2p.executable = bin/i2pd")
+            + DEST.replace("sam.port = tcp:127.0.0.1:7656", "launch = true\ni2p.executable = bin/marking-i2pd")
             + "dest.port = 0\n",
             "[node]\ntub.port = tcp:3457\nreveal-IP-address = false\n",
             "[node]\ntub.port = tcp:3457\n" + ONION,
@@ -856,14 +1183,16 @@ class NothingLeftBehind(TestCase):
             path = self.node.cfg(text)
             before = listing(self.node.dir)
             self.assertRaises(config.ConfigError, config.load, path)
-            self.assertNothingStarted(before)
+            self.assertEqual(listing(self.node.dir), before)
+        self.assertFalse(os.path.exists(self.node.path("ran-tor")))
+        self.assertFalse(os.path.exists(self.node.path("ran-i2pd")))
 
     def test_key_file_changed_after_loading(self) -> None:
         c = config.load(self.node.cfg(
             "[node]\ntub.port = listen:tor\ntub.location = tor:%s:3457\n" % (self.node.onion,)
             + ONION.replace("control.port = tcp:127.0.0.1:9051", "launch = true\ntor.executable = bin/tor")
         ))
-        other, _ = config._new_onion_key()
+        other, _ = _onion.new_key()
         self.node.write("private/tor.key", other)
         before = listing(self.node.dir)
         e = self.assertRaises(config.ConfigError, config.create_tub, c, self.reactor)
