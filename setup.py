@@ -33,7 +33,7 @@ setup(
         "tor": ["txtorcon>=23.11"],
         "i2p": ["txi2p-tahoe>=0.3.7"],
         "test": ["pytest>=7", "hypothesis>=6"],
-        "dev": ["mypy", "mypy-zope"],
+        "dev": ["mypy", "mypy-zope", "types-psutil"],
     },
     entry_points={
         "console_scripts": ["foolscap-sidetls = foolscap_sidetls._cli:main"],
