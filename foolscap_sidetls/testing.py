@@ -30,13 +30,14 @@ L{twisted.internet.task.Clock}, advance it instead.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 from zope.interface import implementer
 from twisted.internet import defer, error
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
+    IDelayedCall,
     IListeningPort,
     IProtocol,
     IProtocolFactory,
@@ -215,10 +216,13 @@ class MemoryTransport:
         else:
             self._abort()
 
-    def getPeer(self) -> MemoryAddress:
+    # ITCPTransport (which ITLSTransport extends) promises IP addresses;
+    # these are memory addresses, which is the point of the adapter in
+    # foolscap_sidetls._protocol.
+    def getPeer(self) -> MemoryAddress:  # type: ignore[override]
         return self._peerAddress
 
-    def getHost(self) -> MemoryAddress:
+    def getHost(self) -> MemoryAddress:  # type: ignore[override]
         return self._host
 
     # -- ITCPTransport (which ITLSTransport extends): options are kept, and
@@ -253,7 +257,7 @@ class MemoryTransport:
         """
         isClient = (self.socket == OUTBOUND) == bool(normal)
         factory = TLSMemoryBIOFactory(
-            contextFactory, isClient, None, clock=self._network.clock
+            contextFactory, isClient, None, clock=self._network.clock  # type: ignore[arg-type]
         )
         tls = factory.protocol(factory, self.protocol, False)
         self._tls = tls
@@ -452,7 +456,7 @@ class _MemoryServerEndpoint:
     def __repr__(self) -> str:
         return "<memory listener %r (%s sockets)>" % (self._name, self._socket)
 
-    def listen(self, factory: IProtocolFactory) -> "defer.Deferred[_MemoryPort]":
+    def listen(self, factory: IProtocolFactory) -> "defer.Deferred[IListeningPort]":
         if self._name in self._network._listeners:
             return defer.fail(error.CannotListenError(self._name, 0, "name in use"))
         self._network._listeners[self._name] = (factory, self._socket)
@@ -471,7 +475,7 @@ class _MemoryClientEndpoint:
 
     def connect(self, factory: IProtocolFactory) -> "defer.Deferred[IProtocol]":
         network = self._network
-        state = {"call": None}
+        state: dict[str, Optional[IDelayedCall]] = {"call": None}
 
         def cancel(d: "defer.Deferred[IProtocol]") -> None:
             call = state["call"]
@@ -545,8 +549,10 @@ class MemoryNetwork:
         record: bool = False,
     ) -> None:
         if clock is None:
-            from twisted.internet import reactor as clock  # type: ignore[assignment]
-        self.clock = clock
+            from twisted.internet import reactor as globalReactor
+
+            clock = cast(IReactorTime, globalReactor)
+        self.clock: IReactorTime = clock
         self.splitter = splitter or (lambda data: [data])
         self.record = record
         self.transports: list[MemoryTransport] = []
