@@ -10,16 +10,19 @@ dialer the TLS client -- instead of from the socket direction.
 
 from ._version import __version__
 from ._endpoints import dialer, listener
-from ._errors import TLSHandshakeTimeout, TLSSideError
+from ._errors import NegotiationTimeout, TLSHandshakeTimeout, TLSSideError, TooManyNegotiating
 from ._handler import handler, install
 from ._interfaces import ISideTLSTransport
-from ._protocol import DEFAULT_HANDSHAKE_TIMEOUT
+from ._protocol import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT
 
 __all__ = [
+    "DEFAULT_CLOSE_TIMEOUT",
     "DEFAULT_HANDSHAKE_TIMEOUT",
     "ISideTLSTransport",
+    "NegotiationTimeout",
     "TLSHandshakeTimeout",
     "TLSSideError",
+    "TooManyNegotiating",
     "__version__",
     "dialer",
     "handler",

@@ -45,6 +45,41 @@ def _checkSeconds(value: object, name: str, what: str) -> None:
         )
 
 
+def _checkCount(value: object, name: str, what: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            "%s: %s must be a whole number of connections or None, got %r (%s)"
+            % (what, name, value, type(value).__name__)
+        )
+    if value < 1:
+        raise ValueError(
+            "%s: %s must be at least 1 (None: no limit), got %d" % (what, name, value)
+        )
+
+
+def _checkLimits(
+    what: str,
+    handshake_timeout: object = None,
+    negotiation_timeout: object = None,
+    close_timeout: object = None,
+    max_negotiating: object = None,
+) -> None:
+    """
+    Check the limits a listener or dialer is given, where it is given them
+    (not when the first connection arrives), naming C{what} took them.
+
+    @raise TypeError: a limit that is not a number (or None).
+    @raise ValueError: a limit that is not more than 0: C{0} would
+        silently mean "no limit", which is what L{None} is for.
+    """
+    _checkSeconds(handshake_timeout, "handshake_timeout", what)
+    _checkSeconds(negotiation_timeout, "negotiation_timeout", what)
+    _checkSeconds(close_timeout, "close_timeout", what)
+    _checkCount(max_negotiating, "max_negotiating", what)
+
+
 def _requireProvider(value: object, interface: type, what: str, accepted: str) -> None:
     if not interface.providedBy(value):  # type: ignore[attr-defined]
         raise TypeError(
@@ -163,11 +198,16 @@ def listener(
         started (answer TLS's close_notify, read what is buffered) before
         the connection is aborted; L{None} waits forever.
     @param max_negotiating: at most this many connections negotiating at
-        once; when another arrives, one still negotiating is dropped: of
-        those that got least far (nothing received first), the oldest.  An
-        honest dialer speaks at once, so a flood of connections that open
-        and say nothing cannot keep it out.  L{None} (the default): no limit.
-    @raise TypeError: if C{endpoint} is not an C{IStreamServerEndpoint}.
+        once; when another arrives, one still negotiating is dropped: the
+        oldest of those that have sent nothing for 5 s, or else the oldest
+        of all.  So connections that open and say nothing never displace
+        one that spoke, and a connection is otherwise dropped only when
+        C{max_negotiating - 1} newer ones are still negotiating: an honest
+        peer is kept out only by that many connections arriving while it
+        negotiates.  L{None} (the default): no limit.
+    @raise TypeError: if C{endpoint} is not an C{IStreamServerEndpoint}, or
+        a limit is not a number or None.
+    @raise ValueError: if a limit is 0 or less (L{None} means no limit).
     """
     what = "foolscap_sidetls.listener()"
     _requireProvider(
@@ -177,19 +217,7 @@ def listener(
         "pass a server endpoint such as serverFromString(reactor, 'tcp:0'); "
         "for a description string use tub.listenOn('sidetls:' + description)",
     )
-    _checkSeconds(negotiation_timeout, "negotiation_timeout", what)
-    _checkSeconds(close_timeout, "close_timeout", what)
-    if max_negotiating is not None:
-        if isinstance(max_negotiating, bool) or not isinstance(max_negotiating, int):
-            raise TypeError(
-                "%s: max_negotiating must be a whole number of connections or None, "
-                "got %r (%s)" % (what, max_negotiating, type(max_negotiating).__name__)
-            )
-        if max_negotiating < 1:
-            raise ValueError(
-                "%s: max_negotiating must be at least 1 (None: no limit), got %d"
-                % (what, max_negotiating)
-            )
+    _checkLimits(what, handshake_timeout, negotiation_timeout, close_timeout, max_negotiating)
     return ListenerEndpoint(
         endpoint, clock, handshake_timeout, negotiation_timeout, close_timeout, max_negotiating
     )
@@ -212,7 +240,9 @@ def dialer(
     as for L{listener} (a dialer's negotiation is otherwise bounded by
     Foolscap's 120 s connection timeout).
 
-    @raise TypeError: if C{endpoint} is not an C{IStreamClientEndpoint}.
+    @raise TypeError: if C{endpoint} is not an C{IStreamClientEndpoint}, or
+        a limit is not a number or None.
+    @raise ValueError: if a limit is 0 or less (L{None} means no limit).
     """
     what = "foolscap_sidetls.dialer()"
     _requireProvider(
@@ -222,6 +252,5 @@ def dialer(
         "pass a client endpoint such as clientFromString(reactor, "
         "'tcp:host=example.org:port=1234')",
     )
-    _checkSeconds(negotiation_timeout, "negotiation_timeout", what)
-    _checkSeconds(close_timeout, "close_timeout", what)
+    _checkLimits(what, handshake_timeout, negotiation_timeout, close_timeout)
     return DialerEndpoint(endpoint, clock, handshake_timeout, negotiation_timeout, close_timeout)

@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from foolscap.connections.tcp import DefaultTCP
 from foolscap.ipb import IConnectionHintHandler
 
-from ._endpoints import _checkSeconds, dialer
+from ._endpoints import _checkLimits, dialer
 from ._hints import parse_tcp_hint
 from ._protocol import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT
 
@@ -34,6 +34,10 @@ class SideTLSHandler:
     expression takes any Unicode digit and any number of them for the port,
     so C{tcp:HOST:65558} would dial port 22.
     """
+
+    #: Its endpoints are dialers already: L{handler} and L{install} leave it
+    #: (and any handler class that sets this, such as the Tor one) as it is.
+    _sidetlsRoleBased = True
 
     def __init__(
         self,
@@ -96,10 +100,13 @@ def handler(
     C{tub.addConnectionHintHandler(hint_type, handler(inner))}; the
     timeouts are those of L{foolscap_sidetls.dialer}.
 
-    Wrapping an already wrapped handler returns it unchanged, so calling
-    L{install} twice is harmless.
+    Wrapping an already wrapped handler returns it unchanged: its dials
+    are role-based already, and wrapping again would only stack a second
+    set of timers.
 
-    @raise TypeError: if C{inner} is not an C{IConnectionHintHandler}.
+    @raise TypeError: if C{inner} is not an C{IConnectionHintHandler}, or a
+        timeout is not a number or None.
+    @raise ValueError: if a timeout is 0 or less (L{None}: no limit).
     """
     if not IConnectionHintHandler.providedBy(inner):
         raise TypeError(
@@ -108,23 +115,40 @@ def handler(
             "foolscap.connections.tor.socks_endpoint(...)), got %r (%s)"
             % (inner, type(inner).__name__)
         )
-    _checkSeconds(negotiation_timeout, "negotiation_timeout", "foolscap_sidetls.handler()")
-    _checkSeconds(close_timeout, "close_timeout", "foolscap_sidetls.handler()")
-    if isinstance(inner, SideTLSHandler):
+    _checkLimits("foolscap_sidetls.handler()", handshake_timeout, negotiation_timeout, close_timeout)
+    if getattr(inner, "_sidetlsRoleBased", False) is True:
         return inner
     return SideTLSHandler(inner, clock, handshake_timeout, negotiation_timeout, close_timeout)
 
 
-def install(tub: Any) -> None:
+def install(
+    tub: Any,
+    *,
+    clock: Optional[IReactorTime] = None,
+    handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+    negotiation_timeout: Optional[float] = None,
+    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+) -> None:
     """
     Make every connection C{tub} dials role-based: wrap each hint handler it
-    has, Foolscap's default C{tcp} one included.
+    has, Foolscap's default C{tcp} one included, with the limits of
+    L{foolscap_sidetls.dialer}.
+
+    A handler this function (or L{handler}) wrapped before is wrapped
+    again around the same inner handler, so the limits of the last call
+    apply; handlers whose dials are role-based by construction (those of
+    L{foolscap_sidetls.tor} and L{foolscap_sidetls.i2p}) keep the limits
+    they were made with.
 
     A Tub whose handlers were removed (a Tor-only node, say) gets none
     added.  Handlers added after this call are not wrapped; add them as
     C{handler(...)} or call C{install} again.  Listeners are chosen by the
     caller: use L{listener} or C{"sidetls:"} descriptions with
     C{tub.listenOn}.
+
+    @raise TypeError: if C{tub} is not a Tub, or a timeout is not a number
+        or None.
+    @raise ValueError: if a timeout is 0 or less (L{None}: no limit).
     """
     # Foolscap keeps its handlers in a private dict with no public getter;
     # this is the one place we read it.
@@ -134,5 +158,17 @@ def install(tub: Any) -> None:
             "foolscap_sidetls.install() expects a foolscap.api.Tub, got %r (%s)"
             % (tub, type(tub).__name__)
         )
+    _checkLimits("foolscap_sidetls.install()", handshake_timeout, negotiation_timeout, close_timeout)
     for hintType, inner in list(handlers.items()):
-        tub.addConnectionHintHandler(hintType, handler(inner))
+        if type(inner) is SideTLSHandler:
+            inner = inner.inner
+        tub.addConnectionHintHandler(
+            hintType,
+            handler(
+                inner,
+                clock=clock,
+                handshake_timeout=handshake_timeout,
+                negotiation_timeout=negotiation_timeout,
+                close_timeout=close_timeout,
+            ),
+        )

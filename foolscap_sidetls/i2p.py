@@ -71,9 +71,9 @@ from twisted.python.failure import Failure
 
 from foolscap.ipb import IConnectionHintHandler, InvalidHintError
 
-from ._endpoints import listener
+from ._endpoints import _checkLimits, listener
 from ._handler import SideTLSHandler
-from ._protocol import DEFAULT_HANDSHAKE_TIMEOUT
+from ._protocol import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT
 
 __all__ = [
     "I2PAddress",
@@ -1008,7 +1008,11 @@ def _parse_hint(hint: str) -> tuple[str, Optional[int]]:
     if not _HINT_CHARACTERS.match(hint):
         # Also what keeps a line break out of the SAM commands the address
         # goes into ('$' in _I2P_NAME matches before a trailing newline).
-        raise bad("I2P hint %r contains a character that is not printable ASCII" % (hint,))
+        odd = next(c for c in hint if not ("!" <= c <= "~"))
+        raise bad(
+            "I2P hint %r contains %r, which is not printable ASCII (hints have no "
+            "spaces, control or non-ASCII characters)" % (hint, odd)
+        )
     parts = hint[len("i2p:") :].split(":")
     if len(parts) > 2:
         raise bad("I2P hint %r has too many ':'" % (hint,))
@@ -1023,6 +1027,8 @@ def _parse_hint(hint: str) -> tuple[str, Optional[int]]:
     port: Optional[int] = None
     if len(parts) == 2:
         text = parts[1]
+        if not text:
+            raise bad("I2P hint %r: its port is empty" % (hint,))
         if not (text.isascii() and text.isdigit()) or len(text) > 5 or not 1 <= int(text) <= 65535:
             raise bad("I2P hint %r: port %r is not a number from 1 to 65535" % (hint, text))
         port = int(text)
@@ -1127,6 +1133,9 @@ class I2PHandler(SideTLSHandler, service.Service):
     shared by all.  It is a Twisted service: C{h.setServiceParent(tub)}
     closes its sessions (and stops a launched i2pd) when the Tub stops;
     L{listen} does that for a handler that has no parent yet.
+
+    C{handshake_timeout}, C{negotiation_timeout} and C{close_timeout} are
+    those of L{foolscap_sidetls.dialer}, for every connection it dials.
     """
 
     def __init__(
@@ -1136,8 +1145,12 @@ class I2PHandler(SideTLSHandler, service.Service):
         nickname: Optional[str],
         clock: Optional[IReactorTime] = None,
         handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+        negotiation_timeout: Optional[float] = None,
+        close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
     ) -> None:
-        SideTLSHandler.__init__(self, _I2PHints(self), clock, handshake_timeout)
+        SideTLSHandler.__init__(
+            self, _I2PHints(self), clock, handshake_timeout, negotiation_timeout, close_timeout
+        )
         self._bridge = bridge
         self.options = options
         self._nickname = nickname or "sidetls-dial-%s" % (secrets.token_hex(5),)
@@ -1226,14 +1239,26 @@ def _make_handler(
     nickname: object,
     what: str,
     handshake_timeout: Optional[float],
+    negotiation_timeout: Optional[float],
+    close_timeout: Optional[float],
 ) -> I2PHandler:
     checked = _check_options(options, what)
+    _checkLimits(
+        "foolscap_sidetls.i2p." + what, handshake_timeout, negotiation_timeout, close_timeout
+    )
     if nickname is not None and (not isinstance(nickname, str) or not _OPTION_KEY.match(nickname)):
         raise ValueError(
             "%s: nickname (the SAM session ID) must be letters, digits, '.', '_' or '-', got %s"
             % (what, _kind(nickname))
         )
-    return I2PHandler(bridge, checked, nickname, handshake_timeout=handshake_timeout)
+    return I2PHandler(
+        bridge,
+        checked,
+        nickname,
+        handshake_timeout=handshake_timeout,
+        negotiation_timeout=negotiation_timeout,
+        close_timeout=close_timeout,
+    )
 
 
 def sam_endpoint(
@@ -1243,6 +1268,8 @@ def sam_endpoint(
     *,
     reactor: Any = None,
     handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+    negotiation_timeout: Optional[float] = None,
+    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
 ) -> I2PHandler:
     """
     A handler that dials C{i2p:} hints through the SAM bridge at
@@ -1261,7 +1288,9 @@ def sam_endpoint(
             % (_kind(sam_client_endpoint),)
         )
     bridge = _Bridge(sam_client_endpoint, _where(sam_client_endpoint), reactor)
-    return _make_handler(bridge, options, nickname, "sam_endpoint()", handshake_timeout)
+    return _make_handler(
+        bridge, options, nickname, "sam_endpoint()", handshake_timeout, negotiation_timeout, close_timeout
+    )
 
 
 def default(
@@ -1269,11 +1298,15 @@ def default(
     options: Optional[Mapping[str, Any]] = None,
     *,
     handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+    negotiation_timeout: Optional[float] = None,
+    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
 ) -> I2PHandler:
     """A handler for the SAM bridge at 127.0.0.1:7656 (i2pd's and Java I2P's default)."""
     endpoint = TCP4ClientEndpoint(reactor, DEFAULT_SAM_HOST, DEFAULT_SAM_PORT)
     bridge = _Bridge(endpoint, "tcp:%s:%d" % (DEFAULT_SAM_HOST, DEFAULT_SAM_PORT), reactor)
-    return _make_handler(bridge, options, None, "default()", handshake_timeout)
+    return _make_handler(
+        bridge, options, None, "default()", handshake_timeout, negotiation_timeout, close_timeout
+    )
 
 
 # -- an existing i2pd's configuration -----------------------------------------------
@@ -1361,6 +1394,8 @@ def local_i2p(
     *,
     reactor: Any = None,
     handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+    negotiation_timeout: Optional[float] = None,
+    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
 ) -> I2PHandler:
     """
     A handler for the SAM bridge of the i2pd configured in C{configdir}
@@ -1381,7 +1416,9 @@ def local_i2p(
         endpoint = TCP4ClientEndpoint(reactor, host, port)
         where = "tcp:%s:%d" % (host, port)
     bridge = _Bridge(endpoint, "%s (from %s)" % (where, path), reactor)
-    return _make_handler(bridge, options, None, "local_i2p()", handshake_timeout)
+    return _make_handler(
+        bridge, options, None, "local_i2p()", handshake_timeout, negotiation_timeout, close_timeout
+    )
 
 
 # -- launching a private i2pd -------------------------------------------------------
@@ -1755,6 +1792,8 @@ def launch(
     options: Optional[Mapping[str, Any]] = None,
     reactor: Any = None,
     handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+    negotiation_timeout: Optional[float] = None,
+    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
 ) -> I2PHandler:
     """
     A handler whose SAM bridge belongs to an i2pd of its own, started on
@@ -1782,7 +1821,9 @@ def launch(
     endpoint = TCP4ClientEndpoint(reactor if reactor is not None else _global_reactor(), "127.0.0.1", launcher.sam_port)
     bridge = _Bridge(endpoint, "tcp:127.0.0.1:%d" % (launcher.sam_port,), reactor, launcher)
     launcher.bridge = bridge
-    return _make_handler(bridge, options, None, "launch()", handshake_timeout)
+    return _make_handler(
+        bridge, options, None, "launch()", handshake_timeout, negotiation_timeout, close_timeout
+    )
 
 
 # -- listening --------------------------------------------------------------------------
@@ -2041,6 +2082,9 @@ def listen(
     nickname: Optional[str] = None,
     reactor: Any = None,
     handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+    negotiation_timeout: Optional[float] = None,
+    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+    max_negotiating: Optional[int] = None,
 ) -> Deferred:
     """
     Make C{tub} listen on an I2P destination; fires with its hint,
@@ -2065,6 +2109,15 @@ def listen(
         C{TO_PORT}.  The session accepts streams to any port.
     @param options: I2CP/SAM options for the listening session (default:
         the handler's).
+    @param handshake_timeout: as for L{foolscap_sidetls.listener}, as are
+        the next three.
+    @param negotiation_timeout: seconds an incoming connection may take to
+        finish negotiating; without it a flood of streams that open and say
+        nothing is held until Foolscap's own 120 s negotiation timeout.
+    @param close_timeout: seconds the peer gets to finish a close.
+    @param max_negotiating: at most this many incoming connections
+        negotiating at once (see L{foolscap_sidetls.listener} for which one
+        a new connection beyond that drops).
     """
     from foolscap.api import Tub
 
@@ -2084,6 +2137,13 @@ def listen(
         )
     if handler._stopped:
         raise ValueError("listen(): the I2P handler %r was stopped" % (handler,))
+    _checkLimits(
+        "foolscap_sidetls.i2p.listen()",
+        handshake_timeout,
+        negotiation_timeout,
+        close_timeout,
+        max_negotiating,
+    )
     if not isinstance(keyfile, (str, os.PathLike)):
         raise TypeError("listen() expects keyfile to be a path (str), got %s" % (_kind(keyfile),))
     path = os.fspath(keyfile)
@@ -2125,7 +2185,15 @@ def listen(
         session.on_close(closed)
         await session.ready()
         endpoint = _SAMServerEndpoint(session, port)
-        state["listener"] = tub.listenOn(listener(endpoint, handshake_timeout=handshake_timeout))
+        state["listener"] = tub.listenOn(
+            listener(
+                endpoint,
+                handshake_timeout=handshake_timeout,
+                negotiation_timeout=negotiation_timeout,
+                close_timeout=close_timeout,
+                max_negotiating=max_negotiating,
+            )
+        )
         if tub.running:
             await endpoint.when_listening()
             if endpoint.failure is not None:

@@ -71,8 +71,8 @@ except ImportError as e:  # pragma: no cover - depends on the installation
     ) from e
 
 from . import _hints
-from ._endpoints import dialer, listener
-from ._protocol import DEFAULT_HANDSHAKE_TIMEOUT
+from ._endpoints import _checkLimits, dialer, listener
+from ._protocol import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT
 
 __all__ = [
     "DEFAULT_ONION_PORT",
@@ -951,7 +951,14 @@ class TorHandler:
     L{control_endpoint_maker} and L{launch}; the last three also serve as
     the C{tor} argument of L{listen}, sharing their one control connection
     (and launched tor).
+
+    C{handshake_timeout}, C{negotiation_timeout} and C{close_timeout} are
+    those of L{foolscap_sidetls.dialer}, for every connection it dials.
     """
+
+    #: Its endpoints are dialers already: foolscap_sidetls.handler() and
+    #: install() leave it as it is.
+    _sidetlsRoleBased = True
 
     def __init__(
         self,
@@ -961,6 +968,8 @@ class TorHandler:
         launcher: Optional[_Launcher] = None,
         clock: Optional[IReactorTime] = None,
         handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+        negotiation_timeout: Optional[float] = None,
+        close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
     ) -> None:
         self._description = description
         self._socks = socks
@@ -968,6 +977,8 @@ class TorHandler:
         self._launcher = launcher
         self._clock = clock
         self._handshake_timeout = handshake_timeout
+        self._negotiation_timeout = negotiation_timeout
+        self._close_timeout = close_timeout
 
     def __repr__(self) -> str:
         return "<foolscap_sidetls.tor handler: %s>" % (self._detail(),)
@@ -1006,7 +1017,16 @@ class TorHandler:
             return defer.fail()
         ep = _TorClient(self, host, port, reactor, update_status)
         return defer.succeed(
-            (dialer(ep, clock=self._clock, handshake_timeout=self._handshake_timeout), host)
+            (
+                dialer(
+                    ep,
+                    clock=self._clock,
+                    handshake_timeout=self._handshake_timeout,
+                    negotiation_timeout=self._negotiation_timeout,
+                    close_timeout=self._close_timeout,
+                ),
+                host,
+            )
         )
 
     async def _socks_endpoint(
@@ -1045,28 +1065,50 @@ def socks_endpoint(
     tor_socks_endpoint: IStreamClientEndpoint,
     *,
     handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+    negotiation_timeout: Optional[float] = None,
+    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
 ) -> TorHandler:
     """
     Dial through the tor SOCKS port at C{tor_socks_endpoint}.  Cannot
     L{listen}: that needs a control port.
     """
     _require_endpoint(tor_socks_endpoint, "foolscap_sidetls.tor.socks_endpoint()")
+    _checkLimits(
+        "foolscap_sidetls.tor.socks_endpoint()", handshake_timeout, negotiation_timeout, close_timeout
+    )
     return TorHandler(
         "SOCKS %s" % (_where(tor_socks_endpoint),),
         socks=tor_socks_endpoint,
         handshake_timeout=handshake_timeout,
+        negotiation_timeout=negotiation_timeout,
+        close_timeout=close_timeout,
     )
 
 
-def default_socks(*, handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT) -> TorHandler:
+def default_socks(
+    *,
+    handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+    negotiation_timeout: Optional[float] = None,
+    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+) -> TorHandler:
     """Dial through a tor SOCKS port on 127.0.0.1:9050 (system tor) or :9150 (Tor Browser)."""
-    return TorHandler("SOCKS 127.0.0.1:9050 or 127.0.0.1:9150", handshake_timeout=handshake_timeout)
+    _checkLimits(
+        "foolscap_sidetls.tor.default_socks()", handshake_timeout, negotiation_timeout, close_timeout
+    )
+    return TorHandler(
+        "SOCKS 127.0.0.1:9050 or 127.0.0.1:9150",
+        handshake_timeout=handshake_timeout,
+        negotiation_timeout=negotiation_timeout,
+        close_timeout=close_timeout,
+    )
 
 
 def control_endpoint(
     tor_control_endpoint: IStreamClientEndpoint,
     *,
     handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+    negotiation_timeout: Optional[float] = None,
+    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
 ) -> TorHandler:
     """
     Use the running tor whose control port is C{tor_control_endpoint}: one
@@ -1076,6 +1118,9 @@ def control_endpoint(
     if it is lost.
     """
     _require_endpoint(tor_control_endpoint, "foolscap_sidetls.tor.control_endpoint()")
+    _checkLimits(
+        "foolscap_sidetls.tor.control_endpoint()", handshake_timeout, negotiation_timeout, close_timeout
+    )
 
     def opener(reactor: Any, report: Callable[[str], None]) -> Awaitable[_Session]:
         return _open_control(reactor, tor_control_endpoint, report)
@@ -1085,6 +1130,8 @@ def control_endpoint(
         "control port %s" % (_where(tor_control_endpoint),),
         shared=shared,
         handshake_timeout=handshake_timeout,
+        negotiation_timeout=negotiation_timeout,
+        close_timeout=close_timeout,
     )
 
 
@@ -1093,6 +1140,8 @@ def control_endpoint_maker(
     takes_status: bool = False,
     *,
     handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+    negotiation_timeout: Optional[float] = None,
+    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
 ) -> TorHandler:
     """
     Like L{control_endpoint}, with the endpoint made on first use by
@@ -1106,6 +1155,12 @@ def control_endpoint_maker(
             "returning an IStreamClientEndpoint (or a Deferred firing with one), "
             "got %s" % (_kind(tor_control_endpoint_maker),)
         )
+    _checkLimits(
+        "foolscap_sidetls.tor.control_endpoint_maker()",
+        handshake_timeout,
+        negotiation_timeout,
+        close_timeout,
+    )
     made: list[IStreamClientEndpoint] = []
 
     async def opener(reactor: Any, report: Callable[[str], None]) -> _Session:
@@ -1127,7 +1182,11 @@ def control_endpoint_maker(
     name = getattr(tor_control_endpoint_maker, "__name__", repr(tor_control_endpoint_maker))
     shared = _SharedTor(opener, "tor control port from %s()" % (name,))
     return TorHandler(
-        "control port from %s()" % (name,), shared=shared, handshake_timeout=handshake_timeout
+        "control port from %s()" % (name,),
+        shared=shared,
+        handshake_timeout=handshake_timeout,
+        negotiation_timeout=negotiation_timeout,
+        close_timeout=close_timeout,
     )
 
 
@@ -1137,6 +1196,8 @@ def launch(
     extra_config: Optional[dict[str, Any]] = None,
     *,
     handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+    negotiation_timeout: Optional[float] = None,
+    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
 ) -> TorHandler:
     """
     Start a tor of our own on first use (once per handler), wait for it to
@@ -1157,6 +1218,7 @@ def launch(
     @raise TorNotFound: no tor executable.
     @raise TypeError, ValueError: unusable arguments.
     """
+    _checkLimits("foolscap_sidetls.tor.launch()", handshake_timeout, negotiation_timeout, close_timeout)
     if data_directory is not None and not isinstance(data_directory, (str, os.PathLike)):
         raise TypeError(
             "launch() expects data_directory to be a path (str) or None, got %s"
@@ -1173,7 +1235,12 @@ def launch(
     )
     shared = _SharedTor(launcher.open, "the tor launched by foolscap_sidetls.tor.launch()")
     return TorHandler(
-        "launched tor", shared=shared, launcher=launcher, handshake_timeout=handshake_timeout
+        "launched tor",
+        shared=shared,
+        launcher=launcher,
+        handshake_timeout=handshake_timeout,
+        negotiation_timeout=negotiation_timeout,
+        close_timeout=close_timeout,
     )
 
 
@@ -1396,6 +1463,9 @@ def listen(
     reactor: Any = None,
     timeout: Optional[float] = LISTEN_TIMEOUT,
     handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+    negotiation_timeout: Optional[float] = None,
+    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+    max_negotiating: Optional[int] = None,
     update_status: Optional[Callable[[str], None]] = None,
 ) -> Deferred:
     """
@@ -1421,6 +1491,16 @@ def listen(
         so the address stays the same across restarts.  L{None}: a new
         address every time, and tor forgets the key.
     @param timeout: seconds for the whole setup (L{None}: no limit).
+    @param handshake_timeout: as for L{foolscap_sidetls.listener}, as are
+        the next three.
+    @param negotiation_timeout: seconds an incoming connection may take to
+        finish negotiating; onion services are the usual target of floods
+        of connections that open and say nothing, which without it are held
+        until Foolscap's own 120 s negotiation timeout.
+    @param close_timeout: seconds the peer gets to finish a close.
+    @param max_negotiating: at most this many incoming connections
+        negotiating at once (see L{foolscap_sidetls.listener} for which one
+        a new connection beyond that drops).
     @param update_status: called with each step, as Foolscap's status is
         for dials (C{"launching tor"}, C{"waiting for tor bootstrap (NN%:
         ...)"}, C{"waiting for tor to publish the onion service
@@ -1452,6 +1532,13 @@ def listen(
             "tor's control port, got %s" % (_kind(tor),)
         )
     assert shared is not None
+    _checkLimits(
+        "foolscap_sidetls.tor.listen()",
+        handshake_timeout,
+        negotiation_timeout,
+        close_timeout,
+        max_negotiating,
+    )
     _check_port("local_port", local_port, allow_none=True)
     _check_port("external_port", external_port, allow_none=False)
     if timeout is not None and (
@@ -1501,7 +1588,15 @@ def listen(
         state["session"] = session
         report("waiting for the Tub to listen on 127.0.0.1 (is it running?)")
         local = _LocalPort(TCP4ServerEndpoint(reactor, local_port or 0, interface="127.0.0.1"))
-        state["listener"] = tub.listenOn(listener(local, handshake_timeout=handshake_timeout))
+        state["listener"] = tub.listenOn(
+            listener(
+                local,
+                handshake_timeout=handshake_timeout,
+                negotiation_timeout=negotiation_timeout,
+                close_timeout=close_timeout,
+                max_negotiating=max_negotiating,
+            )
+        )
         try:
             port = await _observe(local.listening)
         except CancelledError:

@@ -31,7 +31,7 @@ from foolscap.ipb import InvalidHintError
 
 import foolscap_sidetls
 from foolscap_sidetls import i2p
-from foolscap_sidetls._endpoints import DialerEndpoint
+from foolscap_sidetls._endpoints import DialerEndpoint, ListenerEndpoint
 
 B32 = "a" * 52 + ".b32.i2p"
 
@@ -408,6 +408,37 @@ class ArgumentTests(BridgeTestCase):
         self.assertRaises(ValueError, i2p.listen, tub, ep, key, options={"STYLE": "RAW"})
         self.assertEqual(self.bridge.commands, [])
 
+    def test_limits(self) -> None:
+        """
+        Every handler maker, and listen(), checks the sidetls limits where
+        they are given, naming itself; nothing is sent to SAM.
+        """
+        ep = self.bridge.endpoint
+        for kwargs, error, words in [
+            ({"handshake_timeout": 0}, ValueError, "handshake_timeout must be more than 0 seconds (None: no limit), got 0"),
+            ({"negotiation_timeout": -1}, ValueError, "negotiation_timeout must be more than 0"),
+            ({"close_timeout": "30"}, TypeError, "close_timeout must be a number of seconds or None"),
+        ]:
+            e = self.assertRaises(error, i2p.sam_endpoint, ep, **kwargs)
+            self.assertIn("foolscap_sidetls.i2p.sam_endpoint(): " + words, str(e))
+            e = self.assertRaises(error, i2p.default, self.clock, **kwargs)
+            self.assertIn("foolscap_sidetls.i2p.default(): " + words, str(e))
+            e = self.assertRaises(error, i2p.listen, Tub(), ep, self.mktemp(), **kwargs)
+            self.assertIn("foolscap_sidetls.i2p.listen(): " + words, str(e))
+        for value, error, words in [
+            (0, ValueError, "max_negotiating must be at least 1 (None: no limit), got 0"),
+            (2.5, TypeError, "max_negotiating must be a whole number of connections or None"),
+        ]:
+            e = self.assertRaises(error, i2p.listen, Tub(), ep, self.mktemp(), max_negotiating=value)
+            self.assertIn("foolscap_sidetls.i2p.listen(): " + words, str(e))
+        self.assertEqual(self.bridge.commands, [])
+
+    def test_dialer_limits(self) -> None:
+        """The handler's limits are those of every dialer it makes."""
+        h = self.handler(handshake_timeout=5, negotiation_timeout=6, close_timeout=7)
+        ep, _ = h.hint_to_endpoint("i2p:" + B32, self.clock, lambda s: None)
+        self.assertEqual((ep._handshakeTimeout, ep._negotiationTimeout, ep._closeTimeout), (5, 6, 7))
+
     def test_parse_reply(self) -> None:
         self.assertEqual(
             i2p._parse_reply('SESSION STATUS RESULT=I2P_ERROR MESSAGE="bad \\"thing\\" here"'),
@@ -722,6 +753,28 @@ class ListenTests(BridgeTestCase):
         hint2 = self.successResultOf(self.listen(tub2, key, port=3457))
         self.assertEqual(hint2, hint + ":3457")
         self.assertEqual(self.bridge.verbs().count("DEST GENERATE"), 1)
+
+    def test_listener_limits(self) -> None:
+        """listen() gives its limits to the Tub's sidetls listener."""
+        tub = Tub()
+        self.addCleanup(self.cleanup_tub, tub)
+        self.successResultOf(
+            self.listen(
+                tub,
+                self.mktemp(),
+                handshake_timeout=15,
+                negotiation_timeout=20,
+                close_timeout=5,
+                max_negotiating=64,
+            )
+        )
+        (listening,) = tub.getListeners()
+        ep = listening._ep
+        self.assertIsInstance(ep, ListenerEndpoint)
+        self.assertEqual(
+            (ep._handshakeTimeout, ep._negotiationTimeout, ep._closeTimeout, ep._maxNegotiating),
+            (15, 20, 5, 64),
+        )
 
     def test_txi2p_style_key_file(self) -> None:
         """A key file as SAM (and txi2p) write it: I2P base64, maybe a newline."""

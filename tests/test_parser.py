@@ -4,6 +4,8 @@ The C{sidetls:} endpoint-string prefix.
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given, strategies as st
 from twisted.internet import reactor
 from twisted.internet.endpoints import (
@@ -18,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from foolscap.api import Referenceable, Tub
 
-from foolscap_sidetls import install
+from foolscap_sidetls import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, install
 from foolscap_sidetls._endpoints import DialerEndpoint, ListenerEndpoint
 from foolscap_sidetls._parser import unparse
 
@@ -43,6 +45,101 @@ class ServerStringTests(SynchronousTestCase):
     def test_doublePrefix(self):
         exc = self.assertRaises(ValueError, serverFromString, reactor, "sidetls:sidetls:tcp:0")
         self.assertIn("one 'sidetls:' prefix", str(exc))
+
+
+class LimitOptionTests(SynchronousTestCase):
+    """
+    The limits of listener() and dialer() as endpoint-string options, so
+    that C{tub.listenOn("sidetls:...")} and Tahoe-style settings reach them.
+    """
+
+    def test_server(self):
+        ep = serverFromString(
+            reactor,
+            "sidetls:tcp:0:handshakeTimeout=20:negotiationTimeout=30.5:closeTimeout=10"
+            ":maxNegotiating=100:interface=127.0.0.1",
+        )
+        self.assertIsInstance(ep, ListenerEndpoint)
+        self.assertEqual(
+            (ep._handshakeTimeout, ep._negotiationTimeout, ep._closeTimeout, ep._maxNegotiating),
+            (20.0, 30.5, 10.0, 100),
+        )
+        # The rest reached the inner endpoint, and only the rest.
+        self.assertIsInstance(ep._endpoint, TCP4ServerEndpoint)
+        self.assertEqual(ep._endpoint._interface, "127.0.0.1")
+
+    def test_defaults(self):
+        ep = serverFromString(reactor, "sidetls:tcp:0")
+        self.assertEqual(
+            (ep._handshakeTimeout, ep._negotiationTimeout, ep._closeTimeout, ep._maxNegotiating),
+            (DEFAULT_HANDSHAKE_TIMEOUT, None, DEFAULT_CLOSE_TIMEOUT, None),
+        )
+
+    def test_none(self):
+        """'none' is how a description says no limit (0 is refused: it used to mean that silently)."""
+        ep = serverFromString(reactor, "sidetls:handshakeTimeout=none:closeTimeout=none:maxNegotiating=none:tcp:0")
+        self.assertEqual((ep._handshakeTimeout, ep._closeTimeout, ep._maxNegotiating), (None, None, None))
+
+    def test_client(self):
+        ep = clientFromString(
+            reactor, "sidetls:tcp:host=127.0.0.1:port=1234:handshakeTimeout=5:negotiationTimeout=7:closeTimeout=none"
+        )
+        self.assertIsInstance(ep, DialerEndpoint)
+        self.assertEqual((ep._handshakeTimeout, ep._negotiationTimeout, ep._closeTimeout), (5.0, 7.0, None))
+        self.assertEqual((ep._endpoint._host, ep._endpoint._port), ("127.0.0.1", 1234))
+
+    def test_client_has_no_cap(self):
+        exc = self.assertRaises(
+            ValueError, clientFromString, reactor, "sidetls:tcp:host=127.0.0.1:port=1:maxNegotiating=5"
+        )
+        self.assertEqual(
+            str(exc),
+            "sidetls: option maxNegotiating applies to listeners (server endpoints) only; a "
+            "client endpoint takes handshakeTimeout, negotiationTimeout, closeTimeout",
+        )
+
+    def test_case(self):
+        exc = self.assertRaises(ValueError, serverFromString, reactor, "sidetls:tcp:0:maxnegotiating=5")
+        self.assertEqual(
+            str(exc), "sidetls: option 'maxnegotiating' is spelled 'maxNegotiating' (options are case-sensitive)"
+        )
+
+    def test_bad_seconds(self):
+        for text in ["0", "0.0", "-1", "abc", "1e3", "inf", "nan", " 30", "30 ", "", "+5", "\u0663", "1" * 10, "3."]:
+            for name in ("handshakeTimeout", "negotiationTimeout", "closeTimeout"):
+                for parse in (serverFromString, clientFromString):
+                    inner = "tcp:0" if parse is serverFromString else "tcp:host=a:port=1"
+                    exc = self.assertRaises(
+                        ValueError, parse, reactor, "sidetls:%s:%s=%s" % (inner, name, text.replace(":", "\\:"))
+                    )
+                    self.assertEqual(
+                        str(exc),
+                        "sidetls: option %s=%r: expected a number of seconds more than 0, in "
+                        "digits with an optional decimal point (such as 30 or 2.5), or 'none' "
+                        "for no limit" % (name, text),
+                    )
+
+    def test_bad_count(self):
+        for text in ["0", "-1", "1.5", "ten", "", "\u0663", "1" * 10, "None"]:
+            exc = self.assertRaises(ValueError, serverFromString, reactor, "sidetls:tcp:0:maxNegotiating=" + text)
+            self.assertEqual(
+                str(exc),
+                "sidetls: option maxNegotiating=%r: expected a whole number of connections, "
+                "at least 1, in digits (such as 100), or 'none' for no limit" % (text,),
+            )
+
+    @given(st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E).filter(lambda c: c not in ":=\\"), max_size=12))
+    def test_any_seconds(self, text):
+        """Accepted exactly when it is plain digits with an optional fraction, more than 0."""
+        valid = re.fullmatch(r"[0-9]{1,9}(\.[0-9]{1,9})?", text) is not None and float(text) > 0
+        try:
+            ep = serverFromString(reactor, "sidetls:tcp:0:negotiationTimeout=" + text)
+        except ValueError as e:
+            self.assertFalse(valid and text != "none", text)
+            self.assertIn("option negotiationTimeout=%r" % (text,), str(e))
+        else:
+            self.assertTrue(valid or text == "none", text)
+            self.assertEqual(ep._negotiationTimeout, None if text == "none" else float(text))
 
 
 class ClientStringTests(SynchronousTestCase):
@@ -92,9 +189,10 @@ class RealTCPTests(TestCase):
             tub.startService()
             self.addCleanup(tub.stopService)
         install(client)
-        server.listenOn("sidetls:tcp:0:interface=127.0.0.1")
+        server.listenOn("sidetls:tcp:0:interface=127.0.0.1:maxNegotiating=5:negotiationTimeout=30")
         d = server.getListeners()[0]._ep  # the wrapped endpoint
         self.assertIsInstance(d, ListenerEndpoint)
+        self.assertEqual((d._maxNegotiating, d._negotiationTimeout), (5, 30.0))
 
         def listening():
             port = server.getListeners()[0]._lp.getHost().port

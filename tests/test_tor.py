@@ -32,8 +32,9 @@ from foolscap.api import Tub
 from foolscap.connections import tor as foolscap_tor
 from foolscap.ipb import InvalidHintError
 
+import foolscap_sidetls
 from foolscap_sidetls import tor
-from foolscap_sidetls._endpoints import DialerEndpoint
+from foolscap_sidetls._endpoints import DialerEndpoint, ListenerEndpoint
 
 ONION = "a" * 56 + ".onion"
 SERVICE_ID = "b" * 56
@@ -316,6 +317,39 @@ class Arguments(SynchronousTestCase):
             tor_binary=binary,
             extra_config={"DirAuthority": []},
         )
+
+    def test_limits(self) -> None:
+        """
+        Every handler maker, and listen(), checks the sidetls limits where
+        they are given, naming itself, before anything is contacted.
+        """
+        socks = TCP4ClientEndpoint(self.reactor, "127.0.0.1", 9050)
+        makers = [
+            ("socks_endpoint", lambda **kw: tor.socks_endpoint(socks, **kw)),
+            ("default_socks", tor.default_socks),
+            ("control_endpoint", lambda **kw: tor.control_endpoint(self.control, **kw)),
+            ("control_endpoint_maker", lambda **kw: tor.control_endpoint_maker(lambda r: self.control, **kw)),
+            ("listen", lambda **kw: tor.listen(Tub(), self.control, reactor=self.reactor, **kw)),
+        ]
+        for name, make in makers:
+            for kwargs, error, words in [
+                ({"handshake_timeout": 0}, ValueError, "handshake_timeout must be more than 0 seconds (None: no limit), got 0"),
+                ({"negotiation_timeout": -5}, ValueError, "negotiation_timeout must be more than 0"),
+                ({"close_timeout": "10"}, TypeError, "close_timeout must be a number of seconds or None, got '10' (str)"),
+            ]:
+                e = self.assertRaises(error, make, **kwargs)
+                self.assertIn("foolscap_sidetls.tor.%s(): %s" % (name, words), str(e))
+        e = self.assertRaises(
+            ValueError, tor.listen, Tub(), self.control, reactor=self.reactor, max_negotiating=0
+        )
+        self.assertIn(
+            "foolscap_sidetls.tor.listen(): max_negotiating must be at least 1 (None: no limit), got 0",
+            str(e),
+        )
+        # launch() checks them before it looks for a tor executable.
+        e = self.assertRaises(ValueError, tor.launch, tor_binary="/nonexistent/tor", handshake_timeout=0)
+        self.assertIn("foolscap_sidetls.tor.launch(): handshake_timeout must be more than 0", str(e))
+        self.assertEqual(self.reactor.tcpClients, [])
 
     def test_listen_needs_a_tub(self) -> None:
         self.assertMessage(
@@ -605,6 +639,25 @@ class Hints(TestCase):
         self.assertEqual(host, ONION)
         # Nothing is contacted until Foolscap connects.
         self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_dialer_limits(self) -> None:
+        """
+        The handler's limits are those of every dialer it makes; it is
+        role-based already, so handler() and install() leave it as it is
+        (wrapping it again stacked a second wrapper whose negotiation
+        timer never saw the TLS handshake).
+        """
+        handler = tor.socks_endpoint(self.socks, handshake_timeout=5, negotiation_timeout=6, close_timeout=7)
+        ep, _ = self.successResultOf(
+            handler.hint_to_endpoint("tor:%s:3457" % ONION, self.reactor, Statuses())
+        )
+        self.assertEqual((ep._handshakeTimeout, ep._negotiationTimeout, ep._closeTimeout), (5, 6, 7))
+        self.assertIsInstance(ep._endpoint, tor._TorClient)
+        self.assertIs(foolscap_sidetls.handler(handler), handler)
+        tub = Tub()
+        tub.addConnectionHintHandler("tor", handler)
+        foolscap_sidetls.install(tub)
+        self.assertIs(tub._connectionHandlers["tor"], handler)
 
     def test_bad_hint_does_not_touch_tor(self) -> None:
         fake = FakeTor(self.reactor)
@@ -1051,11 +1104,32 @@ class Listening(TestCase):
         self.publish()
         self.assertEqual(self.successResultOf(d), "tor:%s.onion:3457" % SERVICE_ID)
         self.assertEqual(len(self.tub.getListeners()), 1)
+        # The defaults of foolscap_sidetls.listener().
+        ep = self.tub.getListeners()[0]._ep
+        self.assertIsInstance(ep, ListenerEndpoint)
+        self.assertEqual(
+            (ep._handshakeTimeout, ep._negotiationTimeout, ep._closeTimeout, ep._maxNegotiating),
+            (foolscap_sidetls.DEFAULT_HANDSHAKE_TIMEOUT, None, foolscap_sidetls.DEFAULT_CLOSE_TIMEOUT, None),
+        )
         stopped = self.tub.stopService()
         self.assertIn("DEL_ONION %s" % SERVICE_ID, self.fake.commands)
         # listen() opened this control connection, so it closes it
         self.assertEqual(self.fake.connections, [])
         return stopped
+
+    def test_listener_limits(self) -> None:
+        """listen() gives its limits to the Tub's sidetls listener."""
+        d = self.listen(handshake_timeout=15, negotiation_timeout=20, close_timeout=5, max_negotiating=64)
+        self.fake.accept()
+        self.publish()
+        self.successResultOf(d)
+        ep = self.tub.getListeners()[0]._ep
+        self.assertIsInstance(ep, ListenerEndpoint)
+        self.assertEqual(
+            (ep._handshakeTimeout, ep._negotiationTimeout, ep._closeTimeout, ep._maxNegotiating),
+            (15, 20, 5, 64),
+        )
+        return self.tub.stopService()
 
     def test_key_file_written_then_reused(self) -> None:
         path = os.path.join(scratch(self), "onion.key")
