@@ -66,24 +66,29 @@ def explainFailure(isClient: bool, prefix: bytes) -> TLSSideError | None:
     return None
 
 
-def explainTimeout(isClient: bool, prefix: bytes, seconds: float) -> TLSSideError:
+def explainTimeout(isClient: bool, prefix: bytes, seconds: float) -> TLSHandshakeTimeout:
     """
     Explain a handshake that did not finish within C{seconds}.
+
+    Silence proves less than a wrong record does: a peer that also waits as
+    TLS server and a peer that stalls (or was cut off) look the same from
+    here, so a timeout names every cause the evidence allows.
     """
     if not isClient and not prefix:
         return TLSHandshakeTimeout(
-            "TLS handshake failed: no ClientHello arrived within %g s; the "
-            "peer also acted as TLS server (it waited for a ClientHello) "
-            "although this end is the listener and the TLS server; %s"
-            % (seconds, _HINT)
+            "TLS handshake failed: no ClientHello arrived within %g s; the peer "
+            "sent nothing after the switch to TLS (this end is the listener and "
+            "the TLS server): either it stalled, or the peer also acted as TLS "
+            "server and waited for a ClientHello too -- if so, %s" % (seconds, _HINT)
         )
     if isClient and not prefix:
         return TLSHandshakeTimeout(
             "TLS handshake failed: the peer did not answer this end's "
-            "ClientHello within %g s (this end dialed and is the TLS client)"
-            % (seconds,)
+            "ClientHello within %g s (this end dialed and is the TLS client): "
+            "it stalled, or it does not speak TLS after the switch" % (seconds,)
         )
     return TLSHandshakeTimeout(
-        "TLS handshake failed: the handshake did not complete within %g s "
-        "(this end is the TLS %s)" % (seconds, "client" if isClient else "server")
+        "TLS handshake failed: the peer started the handshake and then stopped; "
+        "it did not complete within %g s (this end is the TLS %s)"
+        % (seconds, "client" if isClient else "server")
     )

@@ -18,14 +18,15 @@ class TLSSideError(NegotiationError):
     """
 
 
-class TLSHandshakeTimeout(TLSSideError):
+class TLSHandshakeTimeout(NegotiationError):
     """
     No TLS handshake completed within the handshake wait.
 
     When both ends wait as TLS servers nobody speaks first, and without a
     bound the connection would sit silent until Foolscap's own 120 s
-    connection timeout.  A subclass of L{TLSSideError} because the usual cause
-    is the same mis-matched side choice, seen from the other end.
+    timeouts.  A peer that simply stalls looks the same from here, so this
+    is not a L{TLSSideError} (which is raised only when the peer's bytes
+    show it took the same side); the message names both causes.
     """
 
 
@@ -33,13 +34,16 @@ class NegotiationTimeout(NegotiationError):
     """
     A connection did not finish negotiating (plaintext header, TLS handshake
     and Foolscap's encrypted hello) within the C{negotiation_timeout} its
-    listener or dialer was given; the message says in which phase it stalled.
+    listener or dialer was given; the message says in which phase it stalled,
+    which is what tells a stalled peer from a slow network.
     """
 
 
 class TooManyNegotiating(NegotiationError):
     """
     A listener given C{max_negotiating=N} had N connections still negotiating
-    when another arrived, and dropped this one to admit it: of those that had
-    got least far in the negotiation, the oldest.
+    when another arrived, and dropped this one to admit it: the oldest of
+    those that had sent nothing for a few seconds, or else the oldest of all.
+    A flood of connections is what makes this happen, so the message says
+    where this one was, to tell a flood's connections from an honest one.
     """

@@ -50,6 +50,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from OpenSSL.SSL import Error as SSLError
+from foolscap.negotiate import Negotiation
 from foolscap.tokens import DuplicateConnection, RemoteNegotiationError
 
 from ._diagnosis import PREFIX_LENGTH, explainFailure, explainTimeout
@@ -59,9 +60,11 @@ from ._interfaces import ISideTLSTransport
 log = Logger(namespace="foolscap_sidetls")
 
 #: How long a TLS handshake may take before the connection is dropped with a
-#: diagnosis.  Foolscap's own limits are 60 s (listener negotiation) and
-#: 120 s (dialer); a handshake is one or two round trips, so even over Tor
-#: or I2P 60 s means the handshake is not going to happen.
+#: diagnosis.  Foolscap's own limits are 120 s for both ends: a listener's
+#: whole negotiation (C{Negotiation.SERVER_TIMEOUT}) and a dialer's whole
+#: connection attempt (C{TubConnector.CONNECTION_TIMEOUT}).  A handshake is
+#: one or two round trips, so even over Tor or I2P 60 s means the handshake
+#: is not going to happen.
 DEFAULT_HANDSHAKE_TIMEOUT = 60.0
 
 #: How long, after this end closes a connection, the peer has to finish the
@@ -70,6 +73,13 @@ DEFAULT_HANDSHAKE_TIMEOUT = 60.0
 #: reading and never closes holds the socket forever: after C{startTLS} a
 #: clean close waits for the peer's close_notify.
 DEFAULT_CLOSE_TIMEOUT = 30.0
+
+#: With C{max_negotiating}, a connection that has sent nothing for this long
+#: is dropped before any other.  An honest dialer speaks as soon as it is
+#: connected, but its first bytes reach us a round trip after we accepted
+#: (over Tor or I2P a circuit's round trip, often a second or more); until
+#: then a new connection is not suspect, only old.
+SILENT_GRACE = 5.0
 
 #: Foolscap's plaintext phase is a sequence of header blocks, each ending in
 #: an empty line.
@@ -109,7 +119,10 @@ class _TLSApplicationSide:
 
     The application is looked up on every call: Foolscap's C{Negotiation}
     rebinds its own C{dataReceived} and C{connectionLost} to the C{Broker}'s
-    once negotiation is done.
+    once negotiation is done.  Until then (after the handshake, while the
+    encrypted hellos are exchanged) every delivery is followed by a check
+    for that switch, which is how the wrapper learns that negotiation is
+    over: the switch always happens inside a delivery.
     """
 
     def __init__(self, wrapper: "SideTLSProtocol") -> None:
@@ -126,8 +139,12 @@ class _TLSApplicationSide:
 
     def dataReceived(self, data: bytes) -> None:
         wrapper = self._wrapper
-        if not wrapper._closing:
-            wrapper._app.dataReceived(data)
+        if wrapper._closing:
+            return
+        app = wrapper._app
+        app.dataReceived(data)
+        if wrapper._handshakeDone and not wrapper._negotiated and not _foolscapNegotiating(app):
+            wrapper._negotiationFinished()
 
     def handshakeCompleted(self) -> None:
         self._wrapper._handshakeCompleted()
@@ -148,13 +165,20 @@ def _foolscapNegotiating(app: Any) -> bool:
 
     Foolscap has no flag for this; its C{switchToBanana} rebinds the
     negotiation's C{dataReceived} to the new Broker's, for this connection
-    alone, and that is what is checked.  Anything that is not a Foolscap
+    alone, and that is what is checked: negotiating while C{dataReceived}
+    is still a method bound to the negotiation itself.  Anything else --
+    the Broker's method, or something that is no bound method at all --
+    counts as done, because the mistake in that direction only loses the
+    negotiation timeout and the cap for a connection, while the other one
+    would time out live connections.  Anything that is not a Foolscap
     negotiation is done negotiating once its TLS handshake is.
+    (tests/test_protocol.py checks the switch against the installed
+    Foolscap.)
     """
-    if getattr(app, "_connectionInfo", None) is None:
+    if not isinstance(app, Negotiation):
         return False
     handler = getattr(app, "dataReceived", None)
-    return getattr(handler, "__self__", app) is app
+    return getattr(handler, "__self__", None) is app
 
 
 def _benign(reason: Failure) -> bool:
@@ -213,6 +237,8 @@ class SideTLSProtocol(ProtocolWrapper):
         marker split across two reads is still found.
     @ivar _peerPrefix: The first bytes the peer sent after the switch, kept
         only until the handshake is done, to explain a failure.
+    @ivar _arrived: When the factory built this connection (its clock's
+        seconds), for C{max_negotiating}.
     """
 
     factory: "SideTLSFactory"
@@ -227,6 +253,10 @@ class SideTLSProtocol(ProtocolWrapper):
     _diagnosis: Optional[Exception] = None
     _appSide: Optional[_TLSApplicationSide] = None
     _negotiationTimer: Any = None
+    #: Negotiation is over (the application took the connection): no more
+    #: negotiation timeout, no more counting against max_negotiating.
+    _negotiated = False
+    _arrived = 0.0
     _closeTimer: Any = None
     #: Seconds after which the close timer aborted the connection, if it did.
     _closeAborted: Optional[float] = None
@@ -419,8 +449,9 @@ class SideTLSProtocol(ProtocolWrapper):
         # when a block makes it call startTLS, whatever follows the block in
         # this same read goes to the TLS layer and not to Foolscap's header
         # parser.
-        if data:
+        if data and not self._received:
             self._received = True
+            self.factory._spoke(self)
         if self._closing:
             return
         while data:
@@ -448,9 +479,7 @@ class SideTLSProtocol(ProtocolWrapper):
                 if timer.active():
                     timer.cancel()
                 setattr(self, name, None)
-        registry = self.factory.negotiating
-        if registry is not None:
-            registry.pop(self, None)
+        self.factory._forget(self)
         tls = self._tls
         if tls is None:
             self.factory.unregisterProtocol(self)
@@ -481,7 +510,27 @@ class SideTLSProtocol(ProtocolWrapper):
         tls = self._tls
         assert tls is not None
         self.dataReceived = tls.dataReceived  # type: ignore[method-assign]
-        if not self._closing:
+        # Foolscap still exchanges encrypted hellos: plaintext goes on
+        # through _TLSApplicationSide, which notices the switch to Banana.
+        if not _foolscapNegotiating(self._app):
+            self._negotiationFinished()
+
+    def _negotiationFinished(self) -> None:
+        """
+        The application has the connection: stop the negotiation timer (a
+        live connection should hold no delayed call), leave the
+        C{max_negotiating} count, and let plaintext go straight to the
+        application from now on.
+        """
+        self._negotiated = True
+        timer = self._negotiationTimer
+        if timer is not None:
+            if timer.active():
+                timer.cancel()
+            self._negotiationTimer = None
+        self.factory._forget(self)
+        tls = self._tls
+        if tls is not None and not self._closing:
             tls.wrappedProtocol = self._app
 
     def _negotiationTimedOut(self, timeout: float) -> None:
@@ -489,8 +538,8 @@ class SideTLSProtocol(ProtocolWrapper):
         if self._lost or not self._stillNegotiating():
             return
         self._diagnosis = NegotiationTimeout(
-            "negotiation did not complete within %g s (it stalled %s)"
-            % (timeout, self._phase())
+            "negotiation failed %s: it did not complete within %g s (negotiation_timeout)"
+            % (self._phase(), timeout)
         )
         self.abortConnection()
 
@@ -508,24 +557,23 @@ class SideTLSProtocol(ProtocolWrapper):
             self._closeAborted = timeout
             abort()
 
-    def _evict(self, limit: int) -> None:
+    def _evict(self, limit: int, silent: bool, grace: float) -> None:
         """Drop this still-negotiating connection to admit a newer one."""
         if self._lost:
             return
+        if silent:
+            why = "it had sent nothing for %g s or more, and was the oldest such" % (grace,)
+        else:
+            why = "it was the oldest (none had been silent for %g s)" % (grace,)
         self._diagnosis = TooManyNegotiating(
-            "dropped while still negotiating (%s) to admit a new connection: %d "
-            "connections were negotiating (max_negotiating=%d), and this one had "
-            "got least far, for longest" % (self._phase(), limit, limit)
+            "negotiation failed %s: dropped to admit a new connection: %d connections "
+            "were negotiating (max_negotiating=%d) and %s" % (self._phase(), limit, limit, why)
         )
         self.abortConnection()
 
-    def _progress(self) -> int:
-        """How far negotiation got: 0 nothing received, 1 plaintext, 2 TLS handshake, 3 after it."""
-        if self._tls is None:
-            return 1 if self._received else 0
-        return 3 if self._handshakeDone else 2
-
     def _stillNegotiating(self) -> bool:
+        if self._negotiated:
+            return False
         if not self._handshakeDone:
             return True
         return _foolscapNegotiating(self._app)
@@ -583,6 +631,15 @@ class SideTLSProtocol(ProtocolWrapper):
             if not explained and self._closing and reason.check(ConnectionDone):
                 return
             quiet = _benign(reason) or (not explained and reason.check(ConnectionDone))
+            if isinstance(self._diagnosis, (NegotiationTimeout, TooManyNegotiating)):
+                # Ours, and it already says where negotiation stopped.
+                self._log(
+                    LogLevel.debug if quiet else LogLevel.info,
+                    "{where}: {why}",
+                    phase=self._phase(),
+                    why=_describeFailure(reason),
+                )
+                return
             self._log(
                 LogLevel.debug if quiet else LogLevel.info,
                 "{where}: negotiation failed {phase}: {why}",
@@ -663,19 +720,23 @@ class SideTLSFactory(WrappingFactory):
         L{twisted.internet.task.Clock}.
     @ivar negotiationTimeout: Seconds a connection may take from its start
         to the end of Foolscap's negotiation, or L{None} (Foolscap's own
-        limits then apply: 120 s for a listener and for a dialer).
+        limits then apply: 120 s for a listener, C{Negotiation.SERVER_TIMEOUT};
+        120 s for a dialer's whole attempt, C{TubConnector.CONNECTION_TIMEOUT}).
     @ivar closeTimeout: Seconds the peer gets to finish a close this end
         started before the connection is aborted, or L{None}.
     @ivar maxNegotiating: At most this many connections still negotiating;
-        a new one beyond it drops the one that got least far, oldest first.
+        see L{_makeRoom} for which one a new connection beyond it drops.
         L{None}: no limit.
+    @ivar silentGrace: Seconds after which a connection that has sent
+        nothing is dropped before any other (L{SILENT_GRACE}).
     @ivar negotiating: The connections still negotiating, oldest first,
-        when C{maxNegotiating} is set (else L{None}); entries that finished
-        are removed lazily, when room is needed.
+        when C{maxNegotiating} is set (else L{None}).
+    @ivar _silent: Those of them that have sent nothing yet, oldest first.
     """
 
     protocol = SideTLSProtocol
     noisy = False
+    silentGrace = SILENT_GRACE
 
     def __init__(
         self,
@@ -698,9 +759,11 @@ class SideTLSFactory(WrappingFactory):
         self.negotiationTimeout = negotiationTimeout
         self.closeTimeout = closeTimeout
         self.maxNegotiating = maxNegotiating
+        # Insertion-ordered dicts: oldest first, O(1) removal of any entry.
         self.negotiating: Optional[dict[SideTLSProtocol, None]] = (
             {} if maxNegotiating is not None else None
         )
+        self._silent: dict[SideTLSProtocol, None] = {}
 
     def buildProtocol(self, addr: Any) -> Any:
         if not (hasattr(addr, "host") and hasattr(addr, "port")):
@@ -712,29 +775,57 @@ class SideTLSFactory(WrappingFactory):
         registry = self.negotiating
         if registry is not None:
             self._makeRoom(registry)
+            protocol._arrived = self.clock.seconds()
             registry[protocol] = None
+            self._silent[protocol] = None
         return protocol
+
+    def _spoke(self, protocol: SideTLSProtocol) -> None:
+        """C{protocol}'s peer sent its first bytes."""
+        self._silent.pop(protocol, None)
+
+    def _forget(self, protocol: SideTLSProtocol) -> None:
+        """C{protocol} is no longer negotiating (it finished, failed or was dropped)."""
+        registry = self.negotiating
+        if registry is not None:
+            registry.pop(protocol, None)
+            self._silent.pop(protocol, None)
 
     def _makeRoom(self, registry: "dict[SideTLSProtocol, None]") -> None:
         """
-        Keep fewer than C{maxNegotiating} connections negotiating: forget
-        those that finished, then drop one still at it -- the one that has
-        got least far (nothing received, some plaintext, in the TLS
-        handshake, after it), the oldest of those.
+        Keep fewer than C{maxNegotiating} connections negotiating, by
+        dropping the oldest connection that has sent nothing for
+        C{silentGrace} seconds or more, or, when there is none, the oldest
+        connection of all.
 
-        Dropping rather than refusing the newest is what lets honest peers
-        in during a flood of connections that open and say nothing: an
-        honest dialer speaks at once, so it is never the one dropped while
-        such connections remain.
+        What that guarantees: while some connection has been silent that
+        long, no other is dropped; and a connection that has not been is
+        dropped only when C{maxNegotiating - 1} connections newer than it
+        are still negotiating.  An honest peer that finishes negotiating in
+        T seconds therefore gets in unless C{maxNegotiating - 1} others
+        arrived within those T seconds and were still at it -- whatever
+        those others sent (nothing, a valid plaintext request for the
+        public TubID, a TLS handshake) before stalling.  How far a
+        connection got is deliberately not a rank: an attacker can get as
+        far as an honest peer mid-negotiation (up to the encrypted hello,
+        which needs only a self-made certificate), and would then outrank
+        every honest peer still behind it.
+
+        Amortized O(1): both registries are ordered dicts; connections that
+        finished are removed as they finish (or here, when found).
         """
         limit = self.maxNegotiating
         assert limit is not None
-        if len(registry) < limit:
-            return
-        for protocol in list(registry):
-            if not protocol._stillNegotiating():
-                del registry[protocol]
+        silent = self._silent
         while len(registry) >= limit:
-            victim = min(registry, key=SideTLSProtocol._progress)
-            del registry[victim]
-            victim._evict(limit)
+            victim = None
+            wasSilent = False
+            if silent:
+                oldest = next(iter(silent))
+                if self.clock.seconds() - oldest._arrived >= self.silentGrace:
+                    victim, wasSilent = oldest, True
+            if victim is None:
+                victim = next(iter(registry))
+            self._forget(victim)
+            if victim._stillNegotiating():
+                victim._evict(limit, wasSilent, self.silentGrace)

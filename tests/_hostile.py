@@ -15,13 +15,22 @@ The phases are points in the byte stream the hostile end sends:
 - C{after-switch}: right after its plaintext header block, instead of its
   first TLS bytes;
 - C{mid-record}: inside its first TLS record;
+- C{after-tls}: once the TLS handshake is done, instead of its encrypted
+  hello -- when the peer's hello arrives it does not answer (see
+  L{hostileNegotiation}; the bytes below pass unchanged);
 - C{after-banana}: once the test arms it, after Foolscap's negotiation has
   finished (see L{FaultProtocol.arm}).
+
+A test gives the hostile Tub C{tub.negotiationClass =
+hostileNegotiation(script)} (which is stock Foolscap for every phase but
+C{after-tls}) and dials or listens through L{FaultClientEndpoint} or
+L{FaultServerEndpoint} with the same script.
 """
 
 from __future__ import annotations
 
 import random
+import zlib
 from typing import Any, Callable, Optional
 
 from zope.interface import implementer
@@ -31,9 +40,15 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from foolscap import crypto
 from foolscap.api import Referenceable, Tub
+from foolscap.negotiate import ENCRYPTED, Negotiation
 
-PHASES = ("before", "inside", "after-switch", "mid-record", "after-banana")
+PHASES = ("before", "inside", "after-switch", "mid-record", "after-tls", "after-banana")
 ACTIONS = ("random", "truncate", "stall", "close")
+
+
+def seed(*parts: str) -> int:
+    """A seed for one cell of the matrix, the same in every process (unlike hash())."""
+    return zlib.crc32(" ".join(parts).encode("ascii"))
 
 _certificates: list[bytes] = []
 
@@ -167,6 +182,60 @@ class FaultProtocol(ProtocolWrapper):
         # stall: nothing, ever again
 
 
+def hostileNegotiation(script: Script) -> type:
+    """
+    A Foolscap negotiation that, for C{after-tls}, does C{script}'s action
+    in place of its encrypted hello: it sends no hello after C{startTLS},
+    and when the peer's hello arrives (which is after the TLS handshake)
+    it sends random bytes, half its hello and closes, nothing, or closes --
+    and from then on ignores whatever arrives.  For the other phases it is
+    stock Foolscap.
+    """
+
+    class HostileNegotiation(Negotiation):
+        _hostileFired = False
+        _hello: Optional[list[bytes]] = None
+
+        def sendHello(self) -> None:
+            if script.phase != "after-tls":
+                return Negotiation.sendHello(self)
+            # Keep the hello it would have sent (for truncate); send nothing.
+            self._hello = []
+            try:
+                Negotiation.sendHello(self)
+            finally:
+                hello, self._hello = self._hello, None
+            self._withheld = b"".join(hello)
+
+        def sendBlock(self, block: Any) -> None:
+            if self._hello is None:
+                return Negotiation.sendBlock(self, block)
+            keys = sorted(block)
+            for k in keys:
+                self._hello.append(k.lower().encode() + b": " + str(block[k]).encode() + b"\r\n")
+            self._hello.append(b"\r\n")
+
+        def dataReceived(self, chunk: bytes) -> None:
+            if self._hostileFired:
+                return
+            if script.phase == "after-tls" and self.receive_phase == ENCRYPTED and chunk:
+                self._hostileFired = True
+                script.fired = True
+                action = script.action
+                if action == "random":
+                    self.transport.write(script.random.randbytes(5000))
+                elif action == "truncate":
+                    self.transport.write(self._withheld[: len(self._withheld) // 2])
+                    self.transport.loseConnection()
+                elif action == "close":
+                    self.transport.loseConnection()
+                # stall: nothing, ever again
+                return
+            Negotiation.dataReceived(self, chunk)
+
+    return HostileNegotiation
+
+
 class FaultFactory(WrappingFactory):
     protocol = FaultProtocol  # type: ignore[assignment]
     noisy = False
@@ -225,10 +294,17 @@ class LogCapture:
         ]
 
 
-def makeTub(case: Any, cert: int, stoppers: list[Callable[[], Any]]) -> Tub:
-    """A started Tub with a fixed certificate; stopped by the test's own cleanup."""
+def makeTub(
+    case: Any, cert: int, stoppers: list[Callable[[], Any]], script: Optional[Script] = None
+) -> Tub:
+    """
+    A started Tub with a fixed certificate; stopped by the test's own
+    cleanup.  With a C{script}, a hostile one (see L{hostileNegotiation}).
+    """
     tub = Tub(certData=certificate(cert))
     tub.setOption("expose-remote-exception-types", False)
+    if script is not None:
+        tub.negotiationClass = hostileNegotiation(script)
     tub.startService()
     stoppers.append(lambda: tub.stopService() if tub.running else None)
     return tub

@@ -15,31 +15,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
-from twisted.trial.unittest import TestCase
+from OpenSSL.SSL import Error as SSLError
 
 from foolscap.api import Tub
 from foolscap.negotiate import Negotiation
 from foolscap.tokens import BananaError
 
 from foolscap_sidetls import handler, install, listener
-from foolscap_sidetls.testing import INBOUND, OUTBOUND, MemoryNetwork
+from foolscap_sidetls.testing import INBOUND, OUTBOUND
 
-from ._hostile import Echo, LogCapture, certificate
+from ._hostile import Echo, certificate, makeTub
+from .test_hardening_peers import PeerCase, coroutine
 
-ATTEMPTS = 4  # per socket direction and TubID order: 16 impostor attempts in all
+ATTEMPTS = 4  # twice per socket direction and TubID order: 8 impostor attempts in all
 
 
-class IdentityCase(TestCase):
+class IdentityCase(PeerCase):
+    """
+    In memory on a fake clock, like the hostile-peer tests: every wait is a
+    bounded number of clock turns (and zero-delay reactor turns for
+    Foolscap's eventual-sends), never wall-clock time.
+    """
+
     def setUp(self) -> None:
-        self.net = MemoryNetwork()
+        PeerCase.setUp(self)
         self.serial = 10
-        self.logs = LogCapture().install(self)
 
     def serve(self, tub: Tub, name: str = "srv", socket: str = OUTBOUND) -> str:
-        tub.listenOn(listener(self.net.server_endpoint(name, socket=socket)))
+        tub.listenOn(listener(self.net.server_endpoint(name, socket=socket), clock=self.clock))
         tub.setLocation("memory:" + name)
         return tub.registerReference(Echo(), "echo")
 
@@ -51,12 +56,9 @@ class IdentityCase(TestCase):
         if cert is None:
             self.serial += 1
             cert = self.serial
-        tub = Tub(certData=certificate(cert))
-        tub.setOption("expose-remote-exception-types", False)
+        tub = makeTub(self, cert, self.stoppers)
         if negotiation is not None:
             tub.negotiationClass = negotiation
-        tub.startService()
-        self.addCleanup(tub.stopService)
         return tub
 
     def ordered(self, other: Tub, higher: bool) -> Tub:
@@ -68,20 +70,23 @@ class IdentityCase(TestCase):
 
     def dialing(self, tub: Tub) -> Tub:
         tub.removeAllConnectionHintHandlers()
-        tub.addConnectionHintHandler("memory", handler(self.net.hint_handler()))
+        tub.addConnectionHintHandler("memory", handler(self.net.hint_handler(), clock=self.clock))
         return tub
 
-    def refused(self, d: Deferred, *words: str) -> Deferred:
-        def failed(f: Failure) -> str:
-            message = str(f.value)
-            if not words:
-                return message
-            for word in words:
-                if word in message:
-                    return message
-            self.fail("refused for another reason: %r" % (message,))
+    async def outcomes(self, attempts: list[Deferred]) -> list[Any]:
+        """What each attempt ended with, once all have."""
+        results: list[list[Any]] = [[] for _ in attempts]
+        for d, result in zip(attempts, results):
+            d.addBoth(result.append)
+        await self.until(lambda: all(results), "every attempt to end")
+        return [result[0] for result in results]
 
-        return d.addCallbacks(lambda r: self.fail("connected: %r" % (r,)), failed)
+    def assertRefused(self, outcome: Any, words: str) -> str:
+        """C{outcome} is a failure whose message contains C{words}; the message."""
+        self.assertIsInstance(outcome, Failure, "connected: %r" % (outcome,))
+        message = str(outcome.value)
+        self.assertIn(words, message)
+        return message
 
 
 def impostorOf(genuine: Tub, impostor: Tub) -> type:
@@ -101,9 +106,10 @@ def impostorOf(genuine: Tub, impostor: Tub) -> type:
 
 
 class ImpostorListenerTests(IdentityCase):
-    def test_rejected_every_time(self) -> Deferred:
+    @coroutine
+    async def test_rejected_every_time(self) -> None:
         """
-        16 attempts: fresh dialers whose TubIDs sort above and below the
+        8 attempts: fresh dialers whose TubIDs sort above and below the
         genuine one, against impostors whose sockets point either way.
         Every one fails with Foolscap's "TubID mismatch" and leaves no
         broker.  (Whichever end decides; stock Foolscap reports "No valid
@@ -116,33 +122,30 @@ class ImpostorListenerTests(IdentityCase):
         genuine.setLocation("memory:offline")
         furl = genuine.registerReference(Echo(), "echo")
         attempts: list[Deferred] = []
-        outcomes: list[tuple[str, bool]] = []
+        cases: list[tuple[Tub, str, bool]] = []
         for i, socket in enumerate([OUTBOUND, OUTBOUND, INBOUND, INBOUND] * (ATTEMPTS // 2)):
             impostor = self.tub(1)
             impostor.negotiationClass = impostorOf(genuine, impostor)
             name = "evil%d" % i
             self.net.listen(impostor, name, socket=socket)
             client = self.dialing(self.ordered(genuine, higher=i % 2 == 0))
-            higher = client.tubID > genuine.tubID
-            d = self.refused(client.getReference(furl.replace("memory:offline", "memory:" + name)), "TubID mismatch")
-
-            def checked(message: str, client: Tub = client, higher: bool = higher, socket: str = socket) -> None:
-                self.assertEqual(client.brokers, {})
-                outcomes.append((socket, higher))
-
-            attempts.append(d.addCallback(checked))
-
-        def all_refused(_: Any) -> None:
-            # The impostor's own Broker chokes on the error block it gets after deciding.
-            self.flushLoggedErrors(BananaError)
-            self.assertEqual(len(outcomes), 2 * ATTEMPTS)
-            self.assertEqual(set(outcomes), {(OUTBOUND, True), (OUTBOUND, False), (INBOUND, True), (INBOUND, False)})
-
-        return defer.gatherResults(attempts).addCallback(all_refused)
+            cases.append((client, socket, client.tubID > genuine.tubID))
+            attempts.append(client.getReference(furl.replace("memory:offline", "memory:" + name)))
+        outcomes = await self.outcomes(attempts)
+        for outcome, (client, socket, higher) in zip(outcomes, cases):
+            self.assertRefused(outcome, "TubID mismatch")
+            self.assertEqual(client.brokers, {})
+        # The impostor's own Broker chokes on the error block it gets after deciding.
+        self.flushLoggedErrors(BananaError)
+        self.assertEqual(
+            {(socket, higher) for _, socket, higher in cases},
+            {(OUTBOUND, True), (OUTBOUND, False), (INBOUND, True), (INBOUND, False)},
+        )
 
 
 class ImpostorDialerTests(IdentityCase):
-    def test_claimed_tubid_rejected_and_genuine_kept(self) -> Deferred:
+    @coroutine
+    async def test_claimed_tubid_rejected_and_genuine_kept(self) -> None:
         """
         A dialer that claims the TubID of a Tub already connected (without
         its key) is turned away every time; the genuine connection stays.
@@ -150,35 +153,29 @@ class ImpostorDialerTests(IdentityCase):
         server = self.tub(0)
         furl = self.serve(server)
         genuine = self.dialing(self.tub())
-        state: dict[str, Any] = {}
 
         class ClaimsGenuine(Negotiation):
             def sendHello(self) -> Any:
                 self.myTubID = genuine.tubID
                 return Negotiation.sendHello(self)
 
-        def connected(rref: Any) -> Deferred:
-            state["rref"] = rref
-            state["broker"] = rref.tracker.broker
-            attempts = []
-            for _ in range(2 * ATTEMPTS):
-                impostor = self.dialing(self.tub(negotiation=ClaimsGenuine))
-                # What the dialer hears depends on which end decides (the higher
-                # TubID); why it was refused is on the listener's side.
-                attempts.append(self.refused(impostor.getReference(furl)))
-            return defer.gatherResults(attempts)
-
-        def genuineStillThere(_: Any) -> Deferred:
-            self.flushLoggedErrors(BananaError)  # a deciding impostor's Broker choking on the refusal
-            self.assertEqual(self.listenerSaw(), ["BananaError: TubID mismatch"] * 2 * ATTEMPTS)
-            brokers = list(server.brokers.values())
-            self.assertEqual(len(brokers), 1)
-            self.assertEqual(brokers[0].remote_tubref.getTubID(), genuine.tubID)
-            self.assertFalse(state["broker"].disconnected)
-            return state["rref"].callRemote("echo", b"still me").addCallback(self.assertEqual, b"still me")
-
-        d = genuine.getReference(furl).addCallback(connected)
-        return d.addCallback(genuineStillThere)
+        (rref,) = await self.outcomes([genuine.getReference(furl)])
+        self.assertNotIsInstance(rref, Failure)
+        broker = rref.tracker.broker
+        # What the dialer hears depends on which end decides (the higher
+        # TubID); why it was refused is on the listener's side.
+        impostors = [self.dialing(self.tub(negotiation=ClaimsGenuine)) for _ in range(2 * ATTEMPTS)]
+        outcomes = await self.outcomes([impostor.getReference(furl) for impostor in impostors])
+        for outcome in outcomes:
+            self.assertIsInstance(outcome, Failure, "connected: %r" % (outcome,))
+        self.flushLoggedErrors(BananaError)  # a deciding impostor's Broker choking on the refusal
+        self.assertEqual(self.listenerSaw(), ["BananaError: TubID mismatch"] * 2 * ATTEMPTS)
+        brokers = list(server.brokers.values())
+        self.assertEqual(len(brokers), 1)
+        self.assertEqual(brokers[0].remote_tubref.getTubID(), genuine.tubID)
+        self.assertFalse(broker.disconnected)
+        (echoed,) = await self.outcomes([rref.callRemote("echo", b"still me")])
+        self.assertEqual(echoed, b"still me")
 
 
 class NoCertificate(Negotiation):
@@ -196,42 +193,55 @@ class Anonymous(NoCertificate):
 
 
 class NoCertificateTests(IdentityCase):
-    def check_refused(self, negotiation: type, reason: str) -> Deferred:
+    async def check_refused(self, negotiation: type, reason: str) -> None:
         server = self.tub(0)
         furl = self.serve(server, socket=INBOUND)
-        attempts = []
-        for _ in range(ATTEMPTS):
-            client = self.dialing(self.tub(negotiation=negotiation))
-            attempts.append(self.refused(client.getReference(furl)))
+        clients = [self.dialing(self.tub(negotiation=negotiation)) for _ in range(ATTEMPTS)]
+        outcomes = await self.outcomes([client.getReference(furl) for client in clients])
+        for outcome in outcomes:
+            self.assertIsInstance(outcome, Failure, "connected: %r" % (outcome,))
+        self.flushLoggedErrors(BananaError)
+        self.assertEqual(server.brokers, {})
+        saw = self.listenerSaw()
+        self.assertEqual(len(saw), ATTEMPTS)
+        for line in saw:
+            self.assertTrue(line.endswith(reason), line)
 
-        def checked(_: Any) -> None:
-            self.flushLoggedErrors(BananaError)
-            self.assertEqual(server.brokers, {})
-            saw = self.listenerSaw()
-            self.assertEqual(len(saw), ATTEMPTS)
-            for line in saw:
-                self.assertTrue(line.endswith(reason), line)
-
-        return defer.gatherResults(attempts).addCallback(checked)
-
-    def test_dialer_without_certificate_claiming_a_tubid(self) -> Deferred:
+    @coroutine
+    async def test_dialer_without_certificate_claiming_a_tubid(self) -> None:
         """
         Foolscap asks Twisted for the peer's certificate as soon as the
         hellos arrive; with none, Twisted raises, and the listener hangs up
         (its own "you must use a certificate to claim a TubID" check is not
         even reached).
         """
-        return self.check_refused(NoCertificate, "did not have peer certificate")
+        await self.check_refused(NoCertificate, "did not have peer certificate")
 
-    def test_anonymous_dialer(self) -> Deferred:
+    @coroutine
+    async def test_anonymous_dialer(self) -> None:
         """No certificate and no claim: refused the same way."""
-        return self.check_refused(Anonymous, "did not have peer certificate")
+        await self.check_refused(Anonymous, "did not have peer certificate")
 
-    def test_listener_without_certificate(self) -> Deferred:
+    @coroutine
+    async def test_listener_without_certificate(self) -> None:
+        """
+        A listener with no certificate cannot be a TLS server: it answers
+        the dialer's ClientHello with a handshake-failure alert, which is
+        what the dialer reports (OpenSSL's words; older versions say
+        "sslv3 alert", newer "tls alert").
+        """
         server = self.tub(0, negotiation=NoCertificate)
         self.net.listen(server, "srv", socket=OUTBOUND)
         furl = server.registerReference(Echo(), "echo")
         client = self.dialing(self.tub())
         install(client)
-        d = self.refused(client.getReference(furl), "TLS", "handshake", "Connection lost", "lost")
-        return d.addCallback(lambda _: self.assertEqual(client.brokers, {}))
+        (outcome,) = await self.outcomes([client.getReference(furl)])
+        self.assertRefused(outcome, "alert handshake failure")
+        self.assertTrue(outcome.check(SSLError), outcome)
+        self.assertEqual(client.brokers, {})
+        (line,) = self.logs.lines(role="dialer")
+        self.assertRegex(
+            line,
+            r"^sidetls dialer, connection to srv:0: negotiation failed in the TLS handshake: "
+            r"TLS error: (sslv3|tls) alert handshake failure\Z",
+        )

@@ -1,21 +1,28 @@
 """
 Hardening: hostile peers at every phase of the negotiation, in memory.
 
-A scripted peer (tests/_hostile.py) is honest until one of five points --
+A scripted peer (tests/_hostile.py) is honest until one of six points --
 before its plaintext request, inside it, right after the switch to TLS, in
-the middle of a TLS record, after the Banana switch -- and then sends random
-bytes, truncates and closes, stalls, or closes.  It plays the dialer against
-our listener and the listener against our dialer.  Every cell of that
-matrix checks that our side:
+the middle of a TLS record, once the TLS handshake is done (instead of its
+encrypted hello), after the Banana switch -- and then sends random bytes,
+truncates and closes, stalls, or closes.  It plays the dialer against our
+listener and the listener against our dialer.  Every cell of that matrix
+checks that our side:
 
 - fails within a bounded time: the wrapper's timeouts run on a fake clock
   (the in-memory network's too), so "bounded" is the fake time advanced
   before the connection is gone, not a measurement;
-- logs exactly one line for the connection, saying where it failed;
+- logs exactly one line for the connection, saying where it failed and
+  why (L{expectedWhy}: the reason each cell must give);
 - leaves no delayed call behind (fake clock, and nothing on the real
   reactor bound to that connection's wrapper, negotiation or broker);
 - keeps serving: an honest peer connects and calls while the hostile one is
   still hanging on, and again afterwards.
+
+Nothing here waits on the wall clock: our timers and the network run on a
+fake clock, Foolscap's eventual-sends get a bounded number of zero-delay
+reactor turns, and Foolscap's own timers (which use the global reactor and
+C{time.time()}) are made due and fired rather than waited for.
 
 File descriptors are counted over real loopback TCP in
 test_hardening_load.py.
@@ -23,19 +30,25 @@ test_hardening_load.py.
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Any, Callable, Coroutine, Optional
 
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
+from foolscap.api import Tub
+from foolscap.connections.tcp import DefaultTCP
 from foolscap.ipb import IConnectionHintHandler
 
-from foolscap_sidetls import dialer, handler, listener
+from foolscap_sidetls import dialer, handler, install, listener, tor as torModule
+from foolscap_sidetls._handler import SideTLSHandler
 from foolscap_sidetls.testing import OUTBOUND, MemoryNetwork
 
 from ._hostile import (
@@ -48,6 +61,7 @@ from ._hostile import (
     Script,
     delayedCallsOf,
     makeTub,
+    seed,
     turn,
 )
 
@@ -72,12 +86,18 @@ class RecordingNetwork(MemoryNetwork):
     def __init__(self, **kwargs: Any) -> None:
         MemoryNetwork.__init__(self, **kwargs)
         self.pairs: list[tuple[str, Any, Any, Any, Any]] = []
+        #: Called once with the next connection's two transports as soon as
+        #: they exist (before any byte moves), then forgotten.
+        self.onNextConnection: Optional[Callable[[Any, Any], None]] = None
 
     def _connect(self, name: str, entry: Any, clientFactory: Any, clientSocket: str) -> Any:
         client = MemoryNetwork._connect(self, name, entry, clientFactory, clientSocket)
         if client is not None:
             clientT, serverT = self.transports[-2:]
             self.pairs.append((name, clientT, serverT, clientT.protocol, serverT.protocol))
+            hook, self.onNextConnection = self.onNextConnection, None
+            if hook is not None:
+                hook(clientT, serverT)
         return client
 
 
@@ -108,6 +128,8 @@ def expectedPhase(phase: str, action: str) -> str:
         return "in the plaintext header exchange"
     if phase == "inside":
         return "in the plaintext header exchange"
+    if phase == "after-tls":
+        return "in Foolscap's negotiation after the TLS handshake"
     return "in the TLS handshake"
 
 
@@ -115,11 +137,67 @@ def expectedBound(phase: str, action: str) -> float:
     """The fake seconds within which our end must have dropped the connection."""
     if action != "stall":
         return 1.0
-    if phase in ("before", "inside"):
+    if phase in ("before", "inside", "after-tls"):
         return NEGOTIATION + 1
     if phase in ("after-switch", "mid-record"):
         return HANDSHAKE + 1
     return CLOSE + 1  # after-banana: from Foolscap's disconnect timeout on
+
+
+#: The reasons OpenSSL gives for bytes that are no TLS record ("wrong version
+#: number", "bad record type, record layer failure", "length mismatch", ...)
+#: depend on the bytes and on OpenSSL's version: our line must give one.
+TLS_ERROR = re.compile(r"TLS error: [a-z][a-z0-9 ,]*\Z")
+
+#: A peer that closed before TLS was shut down cleanly, as the TLS layer reports it.
+CUT_OFF = "the connection was lost (the peer closed it mid-stream, or it was reset)"
+
+
+def expectedWhy(role: str, phase: str, action: str) -> "str | re.Pattern[str]":
+    """
+    The reason our end's log line gives (after where it failed) when the
+    hostile peer, playing the other role, does C{action} at C{phase}:
+    the reason itself, not merely that there was one.  C{role} is our end's.
+    """
+    if action == "stall":
+        if phase in ("before", "inside", "after-tls"):
+            return "it did not complete within %g s (negotiation_timeout)" % (NEGOTIATION,)
+        if phase == "after-switch" and role == "listener":
+            return (
+                "TLS handshake failed: no ClientHello arrived within %g s; the peer sent "
+                "nothing after the switch to TLS (this end is the listener and the TLS "
+                "server): either it stalled, or the peer also acted as TLS server and "
+                "waited for a ClientHello too -- if so, it probably picks its TLS side from "
+                "the socket direction (stock Foolscap on a transport such as I2P's SAM "
+                "STREAM ACCEPT, a reverse tunnel or a relay); run foolscap-sidetls on both "
+                "ends" % (HANDSHAKE,)
+            )
+        if phase == "after-switch":
+            return (
+                "TLS handshake failed: the peer did not answer this end's ClientHello within "
+                "%g s (this end dialed and is the TLS client): it stalled, or it does not "
+                "speak TLS after the switch" % (HANDSHAKE,)
+            )
+        if phase == "mid-record":
+            return (
+                "TLS handshake failed: the peer started the handshake and then stopped; it "
+                "did not complete within %g s (this end is the TLS %s)"
+                % (HANDSHAKE, "server" if role == "listener" else "client")
+            )
+        # after-banana: Foolscap's idle timeout closed it, our close timeout ended it.
+        return (
+            "closed by aborting it, the peer did not complete the close within %g s (it "
+            "neither answered nor read)" % (CLOSE,)
+        )
+    if action == "random":
+        if phase in ("before", "inside", "after-tls"):
+            # 5,000 bytes with no end of header block, to Foolscap's header parser.
+            return "BananaError: Header too long"
+        return TLS_ERROR
+    # close, truncate: a clean close, seen through TLS or not.
+    if phase in ("before", "inside", "after-tls"):
+        return "the peer closed the connection"
+    return CUT_OFF
 
 
 class PeerCase(TestCase):
@@ -170,12 +248,17 @@ class PeerCase(TestCase):
             await turn()
         self.fail("never happened: " + what)
 
-    async def sleep(self, seconds: float) -> None:
-        """Real time, pumping the fake clock's zero-delay calls meanwhile."""
-        end = reactor.seconds() + seconds
-        while reactor.seconds() < end:
-            self.clock.advance(0)
-            await task.deferLater(reactor, 0.01, lambda: None)
+    def foolscapIdleTimeoutDue(self, broker: Any) -> None:
+        """
+        Make the Broker's idle check (Tub.setOption("disconnectTimeout", ...))
+        find the connection silent for longer than its limit, and run it at
+        once: Foolscap measures the silence with C{time.time()} and
+        schedules the check on the global reactor, neither of which a fake
+        clock reaches.
+        """
+        self.assertIsNotNone(broker.disconnectTimer, "no idle check scheduled")
+        broker.dataLastReceivedAt = time.time() - broker.disconnectTimeout - 1
+        broker.disconnectTimer.reset(0)
 
     async def advanceUntil(self, condition: Callable[[], bool], limit: float) -> Optional[float]:
         """
@@ -211,8 +294,8 @@ class PeerCase(TestCase):
         tub.setLocation("memory:" + name)
         return tub, tub.registerReference(Echo(), "echo")
 
-    def ourDialer(self) -> Any:
-        tub = makeTub(self, 0, self.stoppers)
+    def ourDialer(self, cert: int = 0) -> Any:
+        tub = makeTub(self, cert, self.stoppers)
         tub.removeAllConnectionHintHandlers()
         tub.addConnectionHintHandler(
             "memory",
@@ -254,10 +337,9 @@ class PeerCase(TestCase):
         ours, furl = self.ourListener()
         if phase == "after-banana" and action == "stall":
             # Foolscap's own idle detection (Tahoe's timeout.disconnect).
-            ours.keepaliveTimeout = 0.2
-            ours.disconnectTimeout = 1
-        script = Script(phase, action, seed=hash((phase, action)) & 0xFFFF)
-        evil = makeTub(self, 1, self.stoppers)
+            ours.setOption("disconnectTimeout", 60)
+        script = Script(phase, action, seed=seed("dialer", phase, action))
+        evil = makeTub(self, 1, self.stoppers, script)
         evil.removeAllConnectionHintHandlers()
         evil.addConnectionHintHandler("memory", ScriptedHints(self.net, script, self.clock))
         outcome: list[Any] = []
@@ -278,8 +360,8 @@ class PeerCase(TestCase):
         await self.call(self.honestDialer(), furl, b"afterwards")
 
     async def hostileListener(self, phase: str, action: str) -> None:
-        script = Script(phase, action, seed=hash((action, phase)) & 0xFFFF)
-        evil = makeTub(self, 1, self.stoppers)
+        script = Script(phase, action, seed=seed("listener", phase, action))
+        evil = makeTub(self, 1, self.stoppers, script)
         evil.listenOn(
             listener(
                 FaultServerEndpoint(self.net.server_endpoint("evil", socket=OUTBOUND), script),
@@ -293,8 +375,7 @@ class PeerCase(TestCase):
         goodFurl = self.honestListener("good")
         ours = self.ourDialer()
         if phase == "after-banana" and action == "stall":
-            ours.keepaliveTimeout = 0.2
-            ours.disconnectTimeout = 1
+            ours.setOption("disconnectTimeout", 60)
         outcome: list[Any] = []
         ours.getReference(evilFurl).addBoth(outcome.append)
         call: list[Any] = []
@@ -319,10 +400,16 @@ class PeerCase(TestCase):
                 self.assertEqual(len(call), 1)
                 self.assertIsInstance(call[0], Failure)
         else:
-            # getReference failed, and says why.
+            # getReference failed, and says why: when our end made the
+            # diagnosis, in the same words as our log line.
             self.assertEqual(len(outcome), 1)
             self.assertIsInstance(outcome[0], Failure)
-            self.assertTrue(str(outcome[0].value).strip(), outcome[0])
+            why = expectedWhy("dialer", phase, action)
+            if action == "stall":
+                assert isinstance(why, str)
+                self.assertIn(why, str(outcome[0].value))
+            else:
+                self.assertTrue(str(outcome[0].value).strip(), outcome[0])
         await self.call(ours, goodFurl, b"afterwards")
 
     async def checkOurEnd(
@@ -336,13 +423,10 @@ class PeerCase(TestCase):
         # Another peer is served while this one still hangs on (or has just failed).
         await meanwhile()
         if phase == "after-banana" and action == "stall":
-            # Foolscap notices the silence (1 s of real time) and closes; the
-            # peer never answers the close.
-            for _ in range(500):
-                if wrapper.disconnecting:
-                    break
-                await self.sleep(0.02)
-            self.assertTrue(wrapper.disconnecting, "Foolscap's disconnect timeout did not fire")
+            # Foolscap notices the silence and closes; the peer never answers the close.
+            self.assertFalse(wrapper.disconnecting)
+            self.foolscapIdleTimeoutDue(broker)
+            await self.until(lambda: wrapper.disconnecting, "Foolscap's idle disconnect")
         took = await self.advanceUntil(lambda: wrapper._lost, expectedBound(phase, action))
         self.assertIsNotNone(took, "our end never dropped the connection")
         assert took is not None
@@ -353,26 +437,33 @@ class PeerCase(TestCase):
         self.assertEqual(len(lines), 1, lines)
         # A clean hang-up in the plaintext phase is what port scanners and
         # losing parallel hints do too: debug; anything else: info.
-        hangUp = phase in ("before", "inside") and action in ("close", "truncate")
+        hangUp = phase in ("before", "inside", "after-tls") and action in ("close", "truncate")
         level = LogLevel.debug if hangUp else LogLevel.info
         self.assertEqual(len(self.logs.lines(level, role=wrapper.role, peer=wrapper._peerText())), 1)
         if hangUp:
             self.assertEqual(self.logs.lines(LogLevel.info, role=wrapper.role), [])
+        where = "sidetls %s, connection %s %s: " % (
+            wrapper.role,
+            "to" if wrapper.role == "dialer" else "from",
+            wrapper._peerText(),
+        )
         if phase != "after-banana":
-            self.assertIn("negotiation failed %s: " % (expectedPhase(phase, action),), lines[0])
-            if action == "stall":
-                self.assertRegex(lines[0], "within (%g|%g) s" % (HANDSHAKE, NEGOTIATION))
-        elif action == "stall":
-            self.assertIn("closed by aborting it, the peer did not complete the close within 10 s", lines[0])
+            where += "negotiation failed %s: " % (expectedPhase(phase, action),)
+        elif action != "stall":
+            where += "connection lost: "
+        why = expectedWhy(wrapper.role, phase, action)
+        if isinstance(why, str):
+            self.assertEqual(lines[0], where + why)
         else:
-            self.assertIn(": connection lost: ", lines[0])
+            self.assertTrue(lines[0].startswith(where), lines[0])
+            self.assertRegex(lines[0][len(where) :], why)
 
         self.assertEqual(delayedCallsOf(watched), [])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
 class HostilePeerTests(PeerCase):
-    """The matrix: phase x action x which end is hostile (40 tests, added below)."""
+    """The matrix: phase x action x which end is hostile (48 tests, added below)."""
 
 
 def _addMatrix() -> None:
@@ -465,16 +556,38 @@ class TimeoutTests(PeerCase):
         self.assertEqual(self.logs.lines(), [])
 
     @coroutine
+    async def test_finished_connection_holds_no_delayed_call(self) -> None:
+        """
+        Once negotiation is over the negotiation timer is cancelled, at both
+        ends: a live connection holds no delayed call (before, each held one
+        until its negotiation_timeout passed).  The fake clock never moves.
+        """
+        ours, furl = self.ourListener()
+        dialing = self.ourDialer(cert=3)
+        await self.call(dialing, furl, b"done negotiating")
+        dialerEnd, listenerEnd = self.net.pairs[0][3], self.net.pairs[0][4]
+        self.assertEqual(self.clock.seconds(), 0)
+        for wrapper in (dialerEnd, listenerEnd):
+            self.assertFalse(wrapper._stillNegotiating(), wrapper)
+            self.assertIsNone(wrapper._negotiationTimer, wrapper)
+            self.assertFalse(wrapper._lost, wrapper)
+        # Zero-delay calls (TLS write batching) run; time does not move.
+        for _ in range(10):
+            self.clock.advance(0)
+            await turn()
+        self.assertEqual(self.clock.seconds(), 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(delayedCallsOf([dialerEnd, listenerEnd]), [])
+
+    @coroutine
     async def test_foolscaps_own_timeout_without_ours(self) -> None:
         """
-        With no C{negotiation_timeout}, Foolscap's own (here shortened to
-        1 s) drops a silent connection, and our line gives its reason.
+        With no C{negotiation_timeout}, Foolscap's own (120 s for a
+        listener, on the global reactor) drops a silent connection, and our
+        line gives its reason.  The timer is made due rather than waited for.
         """
         ours = makeTub(self, 0, self.stoppers)
-        ours.listenOn(
-            listener(self.net.server_endpoint("srv", socket=OUTBOUND), clock=self.clock),
-            _test_options={"server_timeout": 1},
-        )
+        ours.listenOn(listener(self.net.server_endpoint("srv", socket=OUTBOUND), clock=self.clock))
         silent = self.net.client_endpoint("srv")
         from twisted.internet.protocol import Factory, Protocol
 
@@ -482,11 +595,12 @@ class TimeoutTests(PeerCase):
         silent.connect(Factory.forProtocol(Protocol)).addBoth(connected.append)
         await self.until(lambda: connected, "the silent connection")
         wrapper = self.net.pairs[0][4]
-        for _ in range(300):
-            if wrapper._lost:
-                break
-            await self.sleep(0.02)
-        self.assertTrue(wrapper._lost)
+        timer = wrapper._app.negotiationTimer
+        self.assertTrue(timer.active())
+        # What the docs say: Foolscap's listener gives a negotiation 120 s.
+        self.assertTrue(110 < timer.getTime() - reactor.seconds() <= 120, timer)
+        timer.reset(0)
+        await self.until(lambda: wrapper._lost, "Foolscap's negotiation timeout to drop it")
         lines = self.logs.lines(role="listener")
         self.assertEqual(
             lines,
@@ -525,6 +639,9 @@ class ArgumentTests(TestCase):
             ({"negotiation_timeout": 0}, ValueError, "negotiation_timeout must be more than 0"),
             ({"close_timeout": -1}, ValueError, "close_timeout must be more than 0"),
             ({"close_timeout": "30"}, TypeError, "close_timeout must be a number of seconds or None"),
+            # 0 used to mean "no limit" without saying so; "30" failed deep in startTLS.
+            ({"handshake_timeout": 0}, ValueError, "handshake_timeout must be more than 0 seconds (None: no limit), got 0"),
+            ({"handshake_timeout": "30"}, TypeError, "handshake_timeout must be a number of seconds or None, got '30' (str)"),
         ]:
             e = self.assertRaises(error, listener, ep, **kwargs)
             self.assertIn(words, str(e))
@@ -536,3 +653,46 @@ class ArgumentTests(TestCase):
         self.assertIn("foolscap_sidetls.dialer(): negotiation_timeout must be more than 0", str(e))
         e = self.assertRaises(TypeError, handler, net.hint_handler(), close_timeout=[])
         self.assertIn("foolscap_sidetls.handler(): close_timeout must be a number", str(e))
+        e = self.assertRaises(ValueError, dialer, net.client_endpoint("x"), handshake_timeout=-1)
+        self.assertIn("foolscap_sidetls.dialer(): handshake_timeout must be more than 0", str(e))
+        e = self.assertRaises(TypeError, handler, net.hint_handler(), handshake_timeout="30")
+        self.assertIn("foolscap_sidetls.handler(): handshake_timeout must be a number", str(e))
+        tub = Tub()
+        for kwargs, error, words in [
+            ({"handshake_timeout": 0}, ValueError, "handshake_timeout must be more than 0"),
+            ({"negotiation_timeout": "5"}, TypeError, "negotiation_timeout must be a number"),
+            ({"close_timeout": 0.0}, ValueError, "close_timeout must be more than 0"),
+        ]:
+            e = self.assertRaises(error, install, tub, **kwargs)
+            self.assertIn("foolscap_sidetls.install(): " + words, str(e))
+        # Nothing was wrapped by the calls that failed.
+        self.assertIsInstance(tub._connectionHandlers["tcp"], DefaultTCP)
+
+    def test_install_limits(self) -> None:
+        """
+        install() gives every handler it wraps the dialer limits; called
+        again, it rewraps the same inner handler with the new ones (no
+        second layer), and leaves handlers that are role-based already.
+        """
+        tub = Tub()
+        tub.addConnectionHintHandler("memory", MemoryNetwork(clock=Clock()).hint_handler())
+        tor = torModule.socks_endpoint(TCP4ClientEndpoint(Clock(), "127.0.0.1", 9050), close_timeout=7)
+        tub.addConnectionHintHandler("tor", tor)
+        install(tub, handshake_timeout=11, negotiation_timeout=12, close_timeout=13)
+        handlers = tub._connectionHandlers
+        for name in ("tcp", "memory"):
+            h = handlers[name]
+            self.assertIsInstance(h, SideTLSHandler)
+            self.assertEqual((h._handshakeTimeout, h._negotiationTimeout, h._closeTimeout), (11, 12, 13))
+        inner = handlers["tcp"].inner
+        self.assertIsInstance(inner, DefaultTCP)
+        self.assertIs(handlers["tor"], tor)
+        self.assertEqual(tor._close_timeout, 7)
+        install(tub, negotiation_timeout=40)
+        h = handlers["tcp"]
+        self.assertIs(h.inner, inner)
+        self.assertEqual((h._handshakeTimeout, h._negotiationTimeout, h._closeTimeout), (60.0, 40, 30.0))
+        self.assertIs(handler(tor), tor)
+        # The dialers it makes carry them.
+        endpoint, _ = handlers["memory"].hint_to_endpoint("memory:x", Clock(), lambda s: None)
+        self.assertEqual(endpoint._negotiationTimeout, 40)

@@ -7,6 +7,7 @@ explanations given when a peer picks the wrong side.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from hypothesis import given, settings, strategies as st
 from twisted.internet import error
@@ -19,11 +20,15 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from foolscap.api import Tub
+from foolscap.negotiate import Negotiation
 from foolscap.pb import Listener
 
-from foolscap_sidetls import ISideTLSTransport, TLSHandshakeTimeout, TLSSideError
-from foolscap_sidetls._protocol import SideTLSFactory
+from foolscap_sidetls import ISideTLSTransport, TLSHandshakeTimeout, TLSSideError, handler, listener
+from foolscap_sidetls._protocol import SideTLSFactory, _foolscapNegotiating
 from foolscap_sidetls.testing import INBOUND, OUTBOUND, MemoryNetwork
+
+from ._hostile import Echo, makeTub
+from .test_hardening_peers import PeerCase, coroutine
 
 from ._tls import (
     SpeakerFactory,
@@ -473,6 +478,11 @@ class DiagnosisTests(SynchronousTestCase):
             message = str(app.lostReason.value)
             self.assertIn("no ClientHello arrived within 30 s", message)
             self.assertIn("the peer also acted as TLS server", message)
+            # Silence is also what a stalled peer gives: the message says so,
+            # and it is not reported as a side error, which it may not be.
+            self.assertIn("the peer sent nothing after the switch to TLS", message)
+            self.assertIn("either it stalled, or", message)
+            self.assertFalse(app.lostReason.check(TLSSideError))
         self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_handshakeTimerCancelled(self):
@@ -576,3 +586,67 @@ class TCPOptionTests(SynchronousTestCase):
         proto.setTcpNoDelay(True)
         self.assertFalse(proto.getTcpNoDelay())
         self.assertFalse(proto.getTcpKeepAlive())
+
+
+class FoolscapSwitchTests(PeerCase):
+    """
+    The wrapper learns that Foolscap's negotiation is over from Foolscap's
+    internals: C{switchToBanana} rebinds the negotiation's C{dataReceived}
+    to the new Broker's.  Checked here against the installed Foolscap, at
+    both ends, so that an upgrade that changes this fails here -- instead
+    of silently losing the negotiation timeout and the cap for the
+    encrypted hello (or timing out live connections).
+    """
+
+    @coroutine
+    async def test_negotiating_until_switchToBanana(self) -> None:
+        seen: list[tuple[str, str, bool]] = []
+
+        class Recording(Negotiation):
+            def switchToBanana(self, params: Any) -> None:
+                side = "dialer" if self.isClient else "listener"
+                seen.append((side, "before", _foolscapNegotiating(self)))
+                Negotiation.switchToBanana(self, params)
+                seen.append((side, "after", _foolscapNegotiating(self)))
+
+        server = makeTub(self, 0, self.stoppers)
+        server.negotiationClass = Recording
+        server.listenOn(listener(self.net.server_endpoint("srv", socket=OUTBOUND), clock=self.clock))
+        server.setLocation("memory:srv")
+        furl = server.registerReference(Echo(), "echo")
+        client = makeTub(self, 1, self.stoppers)
+        client.negotiationClass = Recording
+        client.removeAllConnectionHintHandlers()
+        client.addConnectionHintHandler("memory", handler(self.net.hint_handler(), clock=self.clock))
+        await self.call(client, furl, b"switched")
+        self.assertEqual(
+            sorted(seen),
+            [
+                ("dialer", "after", False),
+                ("dialer", "before", True),
+                ("listener", "after", False),
+                ("listener", "before", True),
+            ],
+        )
+        for wrapper in self.net.pairs[0][3:5]:
+            # Each wrapper saw the switch (and stopped checking for it).
+            self.assertTrue(wrapper._negotiated, wrapper)
+            self.assertIs(wrapper._tls.wrappedProtocol, wrapper._app)
+            self.assertFalse(wrapper._stillNegotiating())
+
+    def test_anything_else_is_done(self) -> None:
+        """
+        What is not a Foolscap negotiation, or whose C{dataReceived} is no
+        method bound to it, counts as done negotiating: wrongly done loses
+        a timeout, wrongly negotiating would time out a live connection.
+        """
+        from twisted.internet.protocol import Protocol
+
+        self.assertFalse(_foolscapNegotiating(Protocol()))
+        self.assertFalse(_foolscapNegotiating(object()))
+        negotiation = Negotiation()
+        self.assertTrue(_foolscapNegotiating(negotiation))
+        negotiation.dataReceived = lambda data: None  # type: ignore[method-assign]
+        self.assertFalse(_foolscapNegotiating(negotiation))
+        negotiation.dataReceived = Protocol().dataReceived  # type: ignore[method-assign]
+        self.assertFalse(_foolscapNegotiating(negotiation))
