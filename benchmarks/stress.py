@@ -12,9 +12,14 @@ Over loopback TCP only, against a sidetls listener in a process of its own
    listener with ``max_negotiating=100, negotiation_timeout=10``, while 20
    honest dialers connect and call.
 
-Prints the figures as a Markdown table (and writes them as JSON with
+Prints the figures as a Markdown table (and writes it, with the command
+and the machine, to ``--markdown PATH``, and the raw figures as JSON to
 ``--json PATH``); exits non-zero if any call failed or a descriptor was
 left open.  Figures are measurements, not pass/fail thresholds.
+
+Certificates: slot 0 is the listener's, 1 the control Tub's, 2 to
+1 + max(dialers, 1) the load dialers' (the cycles dialer reuses slot 2),
+and the flood's honest dialers come after those.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import argparse
 import gc
 import json
 import os
+import platform
 import resource
 import subprocess
 import sys
@@ -258,6 +264,19 @@ async def load(certs: list[str], certs_path: str, dialers: int, rounds: int = 2)
     return {"dialers": dialers, "before": before, "rounds": done}
 
 
+def sampled(cycle: int, count: int) -> bool:
+    """Cycles whose figures are kept: the first, every 100th, the reference one and the last."""
+    return cycle == 1 or cycle % 100 == 0 or cycle == reference_cycle(count) or cycle == count
+
+
+def reference_cycle(count: int) -> int:
+    """
+    The cycle the last one is compared with: 100, once start-up costs are
+    paid; half-way through a run shorter than 200 cycles.
+    """
+    return min(100, max(1, count // 2))
+
+
 async def cycles(certs: list[str], certs_path: str, count: int) -> dict:
     listener = Listener(certs_path)
     control = make_tub(certs[1])
@@ -279,7 +298,7 @@ async def cycles(certs: list[str], certs_path: str, count: int) -> dict:
             await gone
         except Exception:
             failures += 1
-        if cycle % 100 == 0 or cycle == 1:
+        if sampled(cycle, count):
             stats = await settle(listener, lambda s: s["brokers"] == 1, 10)
             gc.collect()
             fds, sockets = descriptors()
@@ -301,7 +320,9 @@ async def cycles(certs: list[str], certs_path: str, count: int) -> dict:
     return {"cycles": count, "failures": failures, "seconds": elapsed, "samples": samples}
 
 
-async def flood(certs: list[str], certs_path: str, silent: int, honest: int, cap: int, timeout: float) -> dict:
+async def flood(
+    certs: list[str], certs_path: str, silent: int, honest: int, cap: int, timeout: float, first_cert: int
+) -> dict:
     from twisted.internet import defer, reactor
     from twisted.internet.endpoints import TCP4ClientEndpoint
     from twisted.internet.protocol import Factory, Protocol
@@ -327,7 +348,7 @@ async def flood(certs: list[str], certs_path: str, silent: int, honest: int, cap
     # established fails to connect with ECONNRESET.
     reset = [f for ok, f in attempts if not ok]
     held = await listener.stats()
-    tubs = [make_tub(certs[600 + i]) for i in range(honest)]
+    tubs = [make_tub(certs[first_cert + i]) for i in range(honest)]
 
     async def one(i: int, tub: Any) -> bool:
         rref = await tub.getReference(listener.furl)
@@ -383,14 +404,15 @@ def report(results: dict) -> tuple[str, bool]:
     if "cycles" in results:
         r = results["cycles"]
         s = {x["cycle"]: x for x in r["samples"]}
-        first, last = s[100], s[r["cycles"]]
+        reference = reference_cycle(r["cycles"])
+        first, last = s[reference], s[r["cycles"]]
         ok &= r["failures"] == 0 and first["listener_fds"] == last["listener_fds"] and first["dialer_fds"] == last["dialer_fds"]
         rows.append(
-            "| cycles: %d connect/call/disconnect | %d failed; %.0f cycles/s; listener fds %d at cycle 100, %d at %d, "
+            "| cycles: %d connect/call/disconnect | %d failed; %.0f cycles/s; listener fds %d at cycle %d, %d at %d, "
             "RSS %d -> %d KiB; dialer fds %d -> %d, RSS %d -> %d KiB |"
-            % (r["cycles"], r["failures"], r["cycles"] / r["seconds"], first["listener_fds"], last["listener_fds"],
-               r["cycles"], first["listener_rss_kib"], last["listener_rss_kib"], first["dialer_fds"],
-               last["dialer_fds"], first["dialer_rss_kib"], last["dialer_rss_kib"])
+            % (r["cycles"], r["failures"], r["cycles"] / r["seconds"], first["listener_fds"], reference,
+               last["listener_fds"], r["cycles"], first["listener_rss_kib"], last["listener_rss_kib"],
+               first["dialer_fds"], last["dialer_fds"], first["dialer_rss_kib"], last["dialer_rss_kib"])
         )
     for name in ("flood", "flood-uncapped"):
         if name not in results:
@@ -403,19 +425,50 @@ def report(results: dict) -> tuple[str, bool]:
             and r["after"]["sockets"] == r["before"]["sockets"]
         )
         lines = r["after"]["lines"]
+        if r["all_dropped_after_s"] is not None:
+            dropped = "all %d established dropped within %.1f s" % (r["established"], r["all_dropped_after_s"])
+        else:
+            dropped = "%d of the %d established dropped (the rest still open after %g s)" % (
+                r["silent_dropped"], r["established"], 3 * r["negotiation_timeout"])
         rows.append(
             "| flood: %d silent connections, max_negotiating=%s, negotiation_timeout=%g s | listener held %d "
-            "(%s negotiating); %d/%d honest dialers served meanwhile in %.1f s; all %d dropped within %.1f s "
+            "(%s); %d/%d honest dialers served meanwhile in %.1f s; %s "
             "(%d reset before the dialer saw them connect; logged: %d dropped for the cap, %d by the timeout); "
             "listener sockets %d before, %d after |"
             % (r["silent"], r["cap"], r["negotiation_timeout"], r["listener_held_after_flood"]["connections"],
-               r["listener_held_after_flood"]["negotiating"], r["honest_served"], r["honest"], r["honest_seconds"],
-               r["silent"], r["all_dropped_after_s"] or -1, r["reset_while_connecting"],
+               "no cap, so not counted" if r["listener_held_after_flood"]["negotiating"] is None
+               else "%d negotiating" % r["listener_held_after_flood"]["negotiating"], r["honest_served"], r["honest"], r["honest_seconds"],
+               dropped, r["reset_while_connecting"],
                lines.get("dropped for the cap", 0), lines.get("timeout", 0), r["before"]["sockets"],
                r["after"]["sockets"])
         )
     table = "| case | figures |\n| --- | --- |\n" + "\n".join(rows)
     return table, ok
+
+
+def markdown(table: str, ok: bool, started: str) -> str:
+    """The table as a report: what ran, where, when, and whether every check held."""
+    import foolscap
+    import twisted
+
+    command = " ".join(["python", "benchmarks/stress.py"] + sys.argv[1:])
+    return (
+        "## foolscap-sidetls stress run\n\n"
+        "`%s`, started %s, on %s with %d CPUs, Python %s, Twisted %s, Foolscap %s; "
+        "loopback TCP only, the listener in a process of its own.\n\n%s\n\n"
+        "Every call served and every descriptor closed: %s.\n"
+        % (
+            command,
+            started,
+            platform.platform(),
+            os.cpu_count() or 0,
+            platform.python_version(),
+            twisted.__version__,
+            foolscap.__version__,
+            table,
+            "yes" if ok else "NO",
+        )
+    )
 
 
 def main() -> None:
@@ -434,16 +487,24 @@ def main() -> None:
     parser.add_argument("--negotiation-timeout", type=float, default=10.0)
     parser.add_argument("--only", choices=["load", "cycles", "flood", "flood-uncapped"], action="append")
     parser.add_argument("--certs-cache", default=os.path.join(tempfile.gettempdir(), "sidetls-stress-certs.json"))
-    parser.add_argument("--json")
+    parser.add_argument("--json", help="write the raw figures here, as JSON")
+    parser.add_argument("--markdown", help="write the table here, with the command and the machine")
     args = parser.parse_args()
     if args.command == "serve":
         serve(args)
         return
+    for name in ("dialers", "cycles", "silent", "honest", "cap"):
+        if getattr(args, name) < 1:
+            parser.error("--%s must be at least 1, got %d" % (name, getattr(args, name)))
+    if not args.negotiation_timeout > 0:
+        parser.error("--negotiation-timeout must be more than 0 seconds, got %g" % (args.negotiation_timeout,))
     raise_fd_limit()
-    certs = certificates(600 + args.honest, args.certs_cache)
+    first_honest = 2 + args.dialers
+    certs = certificates(first_honest + args.honest, args.certs_cache)
     from twisted.internet import defer, task
 
     results: dict = {}
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
 
     async def run(reactor: Any) -> None:
         only = args.only or ["load", "cycles", "flood", "flood-uncapped"]
@@ -456,18 +517,21 @@ def main() -> None:
         if "flood" in only:
             print("flood: %d silent connections" % args.silent, flush=True)
             results["flood"] = await flood(
-                certs, args.certs_cache, args.silent, args.honest, args.cap, args.negotiation_timeout
+                certs, args.certs_cache, args.silent, args.honest, args.cap, args.negotiation_timeout, first_honest
             )
         if "flood-uncapped" in only:
             print("flood without max_negotiating: %d silent connections" % args.silent, flush=True)
             results["flood-uncapped"] = await flood(
-                certs, args.certs_cache, args.silent, args.honest, None, args.negotiation_timeout
+                certs, args.certs_cache, args.silent, args.honest, None, args.negotiation_timeout, first_honest
             )
         table, ok = report(results)
         print("\n" + table)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=1)
+        if args.markdown:
+            with open(args.markdown, "w") as f:
+                f.write(markdown(table, ok, started))
         if not ok:
             raise SystemExit("stress: a call failed or a descriptor was left open (see above)")
 
