@@ -10,9 +10,14 @@ Every call must end exactly once -- returning its own number, or failing
 with an error that says the connection went -- and the server must have run
 none of them twice (Foolscap does not retry; nothing here may either).
 
-Tor: the private network's "dialer" client tor is killed (and restarted by
-the cleanup too, so the session fixture stays usable).  I2P: a router of
-the test's own, as in test_i2p.Crash, so the session's router is untouched.
+Tor: the private network's "dialer" client tor is killed, and in another
+test the "server" tor that hosts the onion service; each is restarted by
+the cleanup too, so the session fixture stays usable.  An onion service
+added over a control connection lives as long as that tor does, so after
+the server tor is back the listener publishes it again, from the same key
+file: the same address, which the dialer's Reconnector finds again.  I2P: a
+router of the test's own, as in test_i2p.Crash, so the session's router is
+untouched.
 """
 
 from __future__ import annotations
@@ -34,8 +39,7 @@ from twisted.trial.unittest import TestCase
 
 from foolscap.api import DeadReferenceError, Referenceable, Tub
 
-from foolscap_sidetls import i2p, tor
-from foolscap_sidetls._protocol import SideTLSProtocol
+from foolscap_sidetls import ISideTLSTransport, i2p, tor
 
 from . import _i2pnet
 
@@ -114,11 +118,17 @@ class FaultCase(TestCase):
         """
         A connection the dead daemon left half-open, replaced by Foolscap
         when the new one arrived, is waiting out its close timeout (30 s);
-        end it now rather than have the test wait.
+        end it now rather than have the test wait.  (A socket still in the
+        reactor is not gone yet; one whose sidetls connection is
+        disconnecting is being closed by this end.)
         """
         for selectable in list(reactor.getReaders()) + list(reactor.getWriters()):
             protocol = getattr(selectable, "protocol", None)
-            if isinstance(protocol, SideTLSProtocol) and protocol.disconnecting and not protocol._lost:
+            if (
+                ISideTLSTransport.providedBy(protocol)
+                and protocol.disconnecting
+                and not selectable.disconnected
+            ):
                 selectable.abortConnection()
 
     async def eventually(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -197,20 +207,31 @@ class TorFault(FaultCase):
         self.addCleanup(handler.stop)
         return handler
 
-    @coroutine
-    async def test_tor_killed_mid_call(self) -> None:
+    async def connected(self) -> tuple[Tub, tor.TorHandler, str, Driver]:
+        """An onion-service Tub (its key in a file) and a Reconnector to it through the dialer tor."""
         net = self.net
         server = self.makeTub()
-        hint = await tor.listen(server, self.control(net.server))
+        directory = tempfile.mkdtemp(prefix="sidetls-faults-onion-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        key = os.path.join(directory, "onion.key")
+        hosting = self.control(net.server)
+        hint = await tor.listen(server, hosting, private_key_file=key)
         server.setLocation(hint)
-        furl = server.registerReference(self.numbered, "numbered")
+        self.numbered_furl = server.registerReference(self.numbered, "numbered")
         dialing = self.makeTub()
         dialing.removeAllConnectionHintHandlers()
         dialing.addConnectionHintHandler("tor", self.control(net.dialer))
         driver = Driver()
-        reconnector = dialing.connectTo(furl, driver.connected)
+        reconnector = dialing.connectTo(self.numbered_furl, driver.connected)
         reconnector.maxDelay = 4.0
         self.addCleanup(reconnector.stopConnecting)
+        return server, hosting, key, driver
+
+    @coroutine
+    async def test_tor_killed_mid_call(self) -> None:
+        """The dialer's tor dies under a call; once it is back, so is the connection."""
+        net = self.net
+        _, _, _, driver = await self.connected()
         # Leave the session's network as it was, whatever happens.
         self.addCleanup(lambda: threads.deferToThread(net.restart_client, net.dialer))
 
@@ -221,6 +242,29 @@ class TorFault(FaultCase):
             net.dialer.start()
 
         await self.through_fault("tor", driver, kill, restart)
+
+    @coroutine
+    async def test_onion_service_tor_killed_mid_call(self) -> None:
+        """
+        The tor hosting the listener's onion service dies under a call.
+        Its onion service dies with it (it was added over the control
+        connection, as Tahoe-LAFS adds its own); once that tor is back the
+        listener publishes it again from its key file -- the same address
+        -- and the dialer's Reconnector, which kept trying, gets through.
+        """
+        net = self.net
+        server, hosting, key, driver = await self.connected()
+        self.addCleanup(lambda: threads.deferToThread(net.restart_client, net.server))
+
+        async def kill() -> None:
+            net.kill_client(net.server)
+
+        async def restart() -> None:
+            await threads.deferToThread(net.restart_client, net.server)
+            again = await tor.listen(server, hosting, private_key_file=key)
+            self.assertEqual("pb://%s@%s/numbered" % (server.getTubID(), again), self.numbered_furl)
+
+        await self.through_fault("tor (onion service side)", driver, kill, restart)
 
 
 class I2PFault(FaultCase):
