@@ -32,11 +32,7 @@ test: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=compat
-	$(BIN)/mypy foolscap_sidetls/_protocol.py foolscap_sidetls/_endpoints.py \
-	    foolscap_sidetls/_handler.py foolscap_sidetls/_parser.py \
-	    foolscap_sidetls/_diagnosis.py foolscap_sidetls/_errors.py \
-	    foolscap_sidetls/_interfaces.py foolscap_sidetls/__init__.py \
-	    foolscap_sidetls/tor.py foolscap_sidetls/i2p.py
+	$(BIN)/mypy foolscap_sidetls
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -28,6 +28,7 @@ from foolscap.api import Referenceable
 from foolscap.util import allocate_tcp_port
 
 from . import _onion, config as _config
+from ._files import write_private
 from ._interfaces import ISideTLSTransport
 from ._version import __version__
 
@@ -301,14 +302,12 @@ async def _make_i2p_key(reactor: Any, args: argparse.Namespace, basedir: str, ke
     _print(out, "connecting to the I2P router's SAM bridge at %s (to make the destination key)..."
            % (handler.sam_where,))
     try:
-        # i2p.py has no public way to ask for a key alone (listen() makes
-        # one only to listen on it): its bridge's is the one there is.
-        key = await handler._bridge.generate_key()
+        key = await handler.new_destination_key()
     except i2p.I2PError as e:
         raise _Failed("could not make an I2P destination key: %s" % (e,)) from None
     finally:
         await handler.stop()
-    _config.write_private(keyfile, key)
+    write_private(keyfile, key)
     return i2p.address_of(keyfile)
 
 
@@ -388,7 +387,7 @@ async def _write_node(
     if "tor" in listen:
         key, onion = _onion.new_key()
         keyfile = os.path.join("private", "tor_onion.privkey")
-        _config.write_private(os.path.join(basedir, keyfile), key + "\n")
+        write_private(os.path.join(basedir, keyfile), key + "\n")
         local_port = allocate_tcp_port()
         ports.append("tcp:%d:interface=127.0.0.1" % (local_port,))
         hints.append("tor:%s:%d" % (onion, DEFAULT_EXTERNAL_PORT))

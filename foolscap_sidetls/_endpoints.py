@@ -27,7 +27,6 @@ from ._protocol import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_HANDSHAKE_TIMEOUT,
     SideTLSFactory,
-    SideTLSProtocol,
 )
 
 

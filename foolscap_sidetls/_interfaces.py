@@ -5,7 +5,7 @@ Stable: anything named C{I*} here is public API (re-exported from
 L{foolscap_sidetls}); the classes that provide them are private.
 """
 
-from zope.interface import Attribute, Interface
+from zope.interface import Attribute
 from twisted.internet.interfaces import ITLSTransport
 
 

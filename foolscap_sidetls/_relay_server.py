@@ -22,8 +22,6 @@ Tubs' own TLS session.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, cast
 
@@ -47,6 +45,7 @@ from twisted.python.failure import Failure
 from foolscap import crypto
 
 from . import _relay_wire as wire
+from ._files import write_private
 from ._protocol import DEFAULT_CLOSE_TIMEOUT
 
 _log = Logger()
@@ -973,33 +972,15 @@ def _parseCertificate(path: str, data: bytes) -> PrivateCertificate:
 
 def _create(path: str) -> PrivateCertificate:
     certificate = cast(PrivateCertificate, crypto.createCertificate())
-    data = certificate.dumpPEM()
-    directory = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".relay-cert-", dir=directory)
+        # Never replaces a file another process wrote meanwhile: both
+        # starts then use that one identity.
+        written = write_private(path, certificate.dumpPEM(), replace=False)
     except OSError as e:
         raise wire.RelayError(
             "cannot create the relay's certificate file %r: %s" % (path, e.strerror or e)
         ) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            # Never replaces a file another process wrote meanwhile.
-            os.link(tmp, path)
-        except FileExistsError:
-            with open(path, "rb") as f:
-                return _parseCertificate(path, f.read())
-    except OSError as e:
-        raise wire.RelayError(
-            "cannot create the relay's certificate file %r: %s" % (path, e.strerror or e)
-        ) from None
-    finally:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
+    if not written:
+        with open(path, "rb") as f:
+            return _parseCertificate(path, f.read())
     return certificate

@@ -34,7 +34,6 @@ import os
 import re
 import shutil
 import socket
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
@@ -55,6 +54,7 @@ from foolscap.util import allocate_tcp_port
 
 from . import _onion, i2p as _i2p
 from ._endpoints import listener
+from ._files import write_private
 from ._handler import handler as _sidetls_handler
 
 __all__ = [
@@ -370,30 +370,6 @@ def _ipv4_addresses(interfaces: Mapping[str, Sequence[Any]]) -> list[str]:
 def _loopback_last(addresses: Iterable[str]) -> list[str]:
     unique = list(dict.fromkeys(addresses))
     return [a for a in unique if not a.startswith("127.")] + [a for a in unique if a.startswith("127.")]
-
-
-def write_private(path: Union[str, "os.PathLike[str]"], text: str) -> None:
-    """
-    Write C{text} to C{path} readable by this user only, from its first
-    byte (a key must never be readable by others, even briefly), and
-    atomically: a crash leaves the old file or the new one, never half of
-    one.  For the key files and the port a configuration names, which a
-    program making a node directory writes (as C{create-node} does).
-    """
-    target = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(target))
-    fd, temporary = tempfile.mkstemp(prefix=".sidetls-", dir=directory)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 

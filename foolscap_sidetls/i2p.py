@@ -72,6 +72,7 @@ from twisted.python.failure import Failure
 from foolscap.ipb import IConnectionHintHandler, InvalidHintError
 
 from ._endpoints import _checkLimits, listener
+from ._files import write_private
 from ._handler import SideTLSHandler
 from ._protocol import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT
 
@@ -357,23 +358,6 @@ def _read_key(path: str) -> Optional[str]:
             "one made" % (path, e)
         ) from None
     return text
-
-
-def _write_key(path: str, key: str) -> None:
-    """Write a private key atomically, readable only by this user."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(prefix=".i2pkey-", dir=directory)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(key)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def address_of(keyfile: Union[str, "os.PathLike[str]"]) -> str:
@@ -1192,6 +1176,19 @@ class I2PHandler(SideTLSHandler, service.Service):
     def sessions_created(self) -> int:
         """How many SAM sessions have been created through this handler (dialing and listening)."""
         return self._bridge.sessions_created
+
+    def new_destination_key(self) -> "Deferred[str]":
+        """
+        Have the router make a new destination's private key (SAM's
+        C{DEST GENERATE}), without opening a session or listening: what a
+        program making a node directory needs, as C{tahoe create-node
+        --listen=i2p} does, to write the key file L{listen} will use.
+        Fires with the key in I2P base64; L{address_of} gives its
+        C{.b32.i2p} address once it is written to a file.
+        """
+        if self._stopped:
+            return defer.fail(I2PError("this I2P handler (%s) was stopped" % (self._detail(),)))
+        return defer.ensureDeferred(self._bridge.generate_key())
 
     def _dial_session(self) -> _Session:
         if self._stopped:
@@ -2170,7 +2167,7 @@ def listen(
             address = _b32(key)
             _claim(bridge, address)
             state["claimed"] = True
-            _write_key(path, key)
+            write_private(path, key)
         address = _b32(key)
         session = _Session(
             bridge, "listen", nickname or "sidetls-listen-%s-%s" % (address[:8], secrets.token_hex(3)), key, checked

@@ -72,6 +72,7 @@ except ImportError as e:  # pragma: no cover - depends on the installation
 
 from . import _hints
 from ._endpoints import _checkLimits, dialer, listener
+from ._files import write_private
 from ._protocol import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT
 
 __all__ = [
@@ -1352,24 +1353,6 @@ def _read_key(path: str) -> Optional[str]:
     return text
 
 
-def _write_key(path: str, key: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".onion-key-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(key + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _reply_fields(reply: str) -> dict[str, str]:
     fields = {}
     for line in reply.splitlines():
@@ -1610,7 +1593,7 @@ def listen(
             session, external_port, port.getHost().port, key, report, added
         )
         if key_path is not None and new_key is not None:
-            _write_key(key_path, new_key)
+            write_private(key_path, new_key + "\n")
         if not tub.running:
             raise TorError("the Tub stopped while its onion service was being published")
         _OnionService(session, service_id, reactor, owned).setServiceParent(tub)

@@ -22,7 +22,6 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.error import CannotListenError, ProcessTerminated
 from twisted.internet.interfaces import IListeningPort
 from twisted.python.failure import Failure
-from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 

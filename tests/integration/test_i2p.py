@@ -34,6 +34,7 @@ from txi2p.sam import session as txi2p_session
 from txi2p.sam.endpoints import SAMI2PStreamServerEndpoint
 
 from foolscap_sidetls import TLSSideError, i2p
+from foolscap_sidetls._files import write_private
 
 from . import _i2pnet
 
@@ -225,10 +226,13 @@ class TxI2PListeners(I2PTestCase):
         one stock Foolscap listener with C{invertTLS} disabled, where both
         ends send a ClientHello.
         """
-        bridge = i2p._Bridge(self.sam(), self.router.sam_description)
+        maker = i2p.sam_endpoint(self.sam())
         key_s, key_k = self.keyfile("s.key"), self.keyfile("k.key")
-        for path in (key_s, key_k):
-            i2p._write_key(path, await bridge.generate_key())
+        try:
+            for path in (key_s, key_k):
+                write_private(path, await maker.new_destination_key())
+        finally:
+            await maker.stop()
         addr_s, addr_k = i2p.address_of(key_s), i2p.address_of(key_k)
         trapped: list[Any] = []
 
