@@ -121,6 +121,16 @@ def handler(
     return SideTLSHandler(inner, clock, handshake_timeout, negotiation_timeout, close_timeout)
 
 
+def tubHandlers(tub: Any) -> Optional[dict[str, IConnectionHintHandler]]:
+    """
+    The hint handlers C{tub} dials with, by hint type, or L{None} if it is
+    not a Foolscap Tub.  Foolscap keeps them in a private dict with no
+    public getter; this is the one place that reads it.
+    """
+    handlers = getattr(tub, "_connectionHandlers", None)
+    return handlers if isinstance(handlers, dict) else None
+
+
 def install(
     tub: Any,
     *,
@@ -150,10 +160,8 @@ def install(
         or None.
     @raise ValueError: if a timeout is 0 or less (L{None}: no limit).
     """
-    # Foolscap keeps its handlers in a private dict with no public getter;
-    # this is the one place we read it.
-    handlers = getattr(tub, "_connectionHandlers", None)
-    if not isinstance(handlers, dict):
+    handlers = tubHandlers(tub)
+    if handlers is None:
         raise TypeError(
             "foolscap_sidetls.install() expects a foolscap.api.Tub, got %r (%s)"
             % (tub, type(tub).__name__)

@@ -40,7 +40,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
 from . import _relay_wire as wire
-from ._handler import SideTLSHandler
+from ._handler import SideTLSHandler, tubHandlers
 from ._endpoints import DialerEndpoint, listener as sidetls_listener
 from ._protocol import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT
 
@@ -999,7 +999,7 @@ def _hintsEndpoint(hints: list[str], tub: Any, reactor: Any) -> _HintsEndpoint:
     Tor must reach its relay through Tor too, or the relay learns its
     address, and a Tub without a tcp handler must not dial tcp at all.
     """
-    handlers = getattr(tub, "_connectionHandlers", None) or {}
+    handlers = tubHandlers(tub) or {}
     resolved: list[tuple[str, Any]] = []
     for hint in hints:
         if wire.is_tcp_hint(hint):
