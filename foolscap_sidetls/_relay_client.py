@@ -27,7 +27,6 @@ from twisted.internet.interfaces import (
     IListeningPort,
     IProtocol,
     IProtocolFactory,
-    IPushProducer,
     IReactorTime,
     IStreamClientEndpoint,
     IStreamServerEndpoint,
@@ -35,7 +34,6 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.ssl import PrivateCertificate
 from twisted.logger import Logger
-from twisted.protocols.basic import LineOnlyReceiver
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
@@ -226,16 +224,12 @@ class _ControlClient(Protocol):
             self._lines.sendLine(line)
 
 
-@implementer(IHandshakeListener, IPushProducer)
-class _ControlLines(LineOnlyReceiver):
+@implementer(IHandshakeListener)
+class _ControlLines(wire.ControlLines):
     """
-    The control channel's lines, inside the TLS session.  Like the relay's
-    end, it stops reading while the relay is not reading what it writes.
+    The hidden Tub's end of the control channel, inside the TLS session.
     """
 
-    delimiter = b"\r\n"
-    MAX_LENGTH = wire.MAX_LINE
-    transport: Any
     _pingTimer: Optional[IDelayedCall] = None
     _pingSerial = 0
     _awaiting: Optional[int] = None
@@ -246,16 +240,7 @@ class _ControlLines(LineOnlyReceiver):
 
     def connectionMade(self) -> None:
         self.client._lines = self
-        self.transport.registerProducer(self, True)
-
-    def pauseProducing(self) -> None:
-        self.transport.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        self.transport.resumeProducing()
-
-    def stopProducing(self) -> None:
-        pass
+        wire.ControlLines.connectionMade(self)
 
     def handshakeCompleted(self) -> None:
         certificate = self.transport.getPeerCertificate()

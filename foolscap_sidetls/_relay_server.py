@@ -25,21 +25,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, cast
 
-from zope.interface import implementer
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
     IListeningPort,
-    IPushProducer,
     IReactorTime,
     IStreamServerEndpoint,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.ssl import PrivateCertificate
 from twisted.logger import Logger
-from twisted.protocols.basic import LineOnlyReceiver
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from foolscap import crypto
@@ -339,21 +336,12 @@ class _RelayFactory(Factory):
 # -- the control channel ------------------------------------------------------
 
 
-@implementer(IPushProducer)
-class _ControlChannel(LineOnlyReceiver):
+class _ControlChannel(wire.ControlLines):
     """
     The relay's end of a hidden Tub's control channel, above the TLS
     session: registration, keepalive, and the C{CONNECT} requests.
-
-    It is its own transport's producer: every line it reads may make it
-    write one (C{PONG}, C{ERROR}), so while the hidden Tub is not reading
-    what it writes, it stops reading -- a client that sends C{PING}s and
-    never reads the answers fills its own socket, not the relay's memory.
     """
 
-    delimiter = b"\r\n"
-    MAX_LENGTH = wire.MAX_LINE
-    transport: Any
     registration: Optional[_Registration] = None
     _timer: Optional[IDelayedCall] = None
     _closing = False
@@ -367,17 +355,8 @@ class _ControlChannel(LineOnlyReceiver):
         return "<relay control channel %s from %r>" % (tubid, self._connection.addr)
 
     def connectionMade(self) -> None:
-        self.transport.registerProducer(self, True)
+        wire.ControlLines.connectionMade(self)
         self._resetTimer(self._server.limits.header_timeout)
-
-    def pauseProducing(self) -> None:
-        self.transport.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        self.transport.resumeProducing()
-
-    def stopProducing(self) -> None:
-        pass
 
     def _resetTimer(self, seconds: float) -> None:
         if self._timer is not None and self._timer.active():
@@ -399,7 +378,7 @@ class _ControlChannel(LineOnlyReceiver):
 
     def sendLine(self, line: bytes) -> None:
         if not self._closing:
-            LineOnlyReceiver.sendLine(self, line)
+            wire.ControlLines.sendLine(self, line)
 
     def fail(self, text: str) -> None:
         """Say C{ERROR <text>} and close."""

@@ -48,12 +48,14 @@ from foolscap.ipb import InvalidHintError
 from OpenSSL import SSL
 from zope.interface import implementer
 from twisted.internet.interfaces import (
+    IPushProducer,
     IDelayedCall,
     IOpenSSLClientConnectionCreator,
     IOpenSSLServerConnectionCreator,
     IReactorTime,
 )
 from twisted.internet.ssl import CertificateOptions
+from twisted.protocols.basic import LineOnlyReceiver
 from foolscap import base32, crypto
 
 from . import _hints
@@ -395,3 +397,32 @@ class CloseTimer:
         call, self._call = self._call, None
         if call is not None and call.active():
             call.cancel()
+
+
+@implementer(IPushProducer)
+class ControlLines(LineOnlyReceiver):
+    """
+    Either end of the control channel, above its TLS session: CRLF lines
+    of at most L{MAX_LINE} bytes.
+
+    It is its own transport's producer: every line it reads may make it
+    write one (C{PONG}, C{ERROR}, ...), so while the other end is not
+    reading what it writes, it stops reading -- a peer that sends and never
+    reads fills its own socket, not this end's memory.
+    """
+
+    delimiter = b"\r\n"
+    MAX_LENGTH = MAX_LINE
+    transport: Any
+
+    def connectionMade(self) -> None:
+        self.transport.registerProducer(self, True)
+
+    def pauseProducing(self) -> None:
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        pass
