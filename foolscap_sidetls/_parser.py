@@ -21,7 +21,7 @@ import re
 from typing import Any, Callable, Optional
 
 from zope.interface import implementer
-from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.internet.endpoints import _parse, clientFromString, serverFromString
 from twisted.internet.interfaces import (
     IStreamClientEndpoint,
     IStreamClientEndpointStringParserWithReactor,
@@ -126,6 +126,22 @@ def _inner(args: tuple[str, ...], kwargs: dict[str, str], example: str) -> str:
             "'sidetls:sidetls:...' wraps the role twice; use one 'sidetls:' prefix"
         )
     return unparse(args, kwargs)
+
+
+def split_limits(description: str, server: bool = True) -> tuple[str, dict[str, Any]]:
+    """
+    What follows C{sidetls:} in a description, taken apart without building
+    anything: the inner endpoint's own description, and the keywords of
+    L{listener} (C{server}) or L{dialer} its limit options give.  For
+    configuration files, which check every description before anything
+    starts and build the listener themselves.
+
+    @raise ValueError: a limit option is misspelt, out of range, or not one
+        this kind of endpoint takes; or there is no inner description.
+    """
+    args, kwargs = _parse(description)
+    limits = _limits(kwargs, _SERVER_LIMITS if server else _CLIENT_LIMITS, "server" if server else "client")
+    return _inner(tuple(args), kwargs, "sidetls:tcp:0" if server else "sidetls:tcp:example.org:1234"), limits
 
 
 @implementer(IPlugin, IStreamServerEndpointStringParser)

@@ -55,6 +55,7 @@ from foolscap.util import allocate_tcp_port
 from . import _onion, i2p as _i2p
 from ._endpoints import listener
 from ._files import write_private
+from ._parser import split_limits
 from ._handler import handler as _sidetls_handler
 
 __all__ = [
@@ -433,6 +434,8 @@ class _Listen:
     kind: str
     text: str
     endpoint: str = ""
+    #: listener() keywords from a C{sidetls:} entry's limit options.
+    limits: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -776,7 +779,12 @@ def _read_tub_port(reader: _Reader) -> tuple[bool, list[_Listen], bool]:
                 raise reader.bad("node", "tub.port", "lists %s twice" % (text,), "it once")
             entries.append(_Listen(kind, text))
             continue
-        inner = text[len("sidetls:"):] if text.startswith("sidetls:") else text
+        inner, limits = text, {}
+        if text.startswith("sidetls:"):
+            try:
+                inner, limits = split_limits(text[len("sidetls:"):])
+            except ValueError as e:
+                raise reader.bad("node", "tub.port", str(e)) from None
         problem = _endpoint_problem(inner, server=True)
         if problem is not None:
             raise reader.bad(
@@ -793,7 +801,7 @@ def _read_tub_port(reader: _Reader) -> tuple[bool, list[_Listen], bool]:
                 "stay valid)" % (written,),
                 "a fixed port such as tcp:3457",
             )
-        entries.append(_Listen("endpoint", text, inner))
+        entries.append(_Listen("endpoint", text, inner, limits))
     return True, entries, False
 
 
@@ -1610,7 +1618,7 @@ def create_tub(
         if entry.kind != "endpoint":
             continue
         watched = _Watched(serverFromString(reactor, entry.endpoint))
-        tub.listenOn(listener(watched))
+        tub.listenOn(listener(watched, **entry.limits))
         steps.append(watched.listening.addErrback(_listen_failed, config, entry.text))
     tor_settings = config._tor
     if tor_settings.onion is not None:

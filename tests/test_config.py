@@ -131,6 +131,12 @@ BAD: list[tuple[str, str]] = [
      "'node.cfg' [node] tub.port = 'tcp:3457,sidetls:tcp:00:backlog=5': 'sidetls:tcp:00:backlog=5' listens on "
      "port 0, which is not allowed: you must choose (the announced location must stay valid); expected a "
      "fixed port such as tcp:3457"),
+    ("[node]\ntub.port = sidetls:tcp:3457:maxNegotiating=0\ntub.location = tcp:example.net:3457\n",
+     "'node.cfg' [node] tub.port = 'sidetls:tcp:3457:maxNegotiating=0': sidetls: option maxNegotiating='0': "
+     "expected a whole number of connections, at least 1, in digits (such as 100), or 'none' for no limit"),
+    ("[node]\ntub.port = sidetls:tcp:3457:negotiationtimeout=30\ntub.location = tcp:example.net:3457\n",
+     "'node.cfg' [node] tub.port = 'sidetls:tcp:3457:negotiationtimeout=30': sidetls: option "
+     "'negotiationtimeout' is spelled 'negotiationTimeout' (options are case-sensitive)"),
     ("[node]\ntub.port = tcp6:0\ntub.location = tcp:example.net:3457\n",
      "'node.cfg' [node] tub.port = 'tcp6:0': 'tcp6:0' listens on port 0, which is not allowed: you must "
      "choose (the announced location must stay valid); expected a fixed port such as tcp:3457"),
@@ -916,6 +922,18 @@ class CreateTub(TestCase):
         )
         cert = self.node.path(config.CERT_FILE)
         self.assertEqual(stat.S_IMODE(os.stat(cert).st_mode), 0o600)
+
+    def test_sidetls_limits_reach_the_listener(self) -> None:
+        """A C{sidetls:} entry's limit options are the listener's, as with tub.listenOn."""
+        self.start("[node]\ntub.port = sidetls:tcp:3457:interface=127.0.0.1:maxNegotiating=100:"
+                   "negotiationTimeout=30:closeTimeout=none\ntub.location = tcp:127.0.0.1:3457\n")
+        [(port, factory, _, interface)] = self.reactor.tcpServers
+        self.assertEqual((port, interface), (3457, "127.0.0.1"))
+        self.assertIsInstance(factory, SideTLSFactory)
+        self.assertEqual(
+            (factory.maxNegotiating, factory.negotiationTimeout, factory.closeTimeout, factory.handshakeTimeout),
+            (100, 30.0, None, 60.0),
+        )
 
     def test_same_identity_every_start(self) -> None:
         text = "[node]\ntub.port = tcp:3457\ntub.location = tcp:127.0.0.1:3457\n"
