@@ -779,7 +779,8 @@ def _read_tub_port(reader: _Reader) -> tuple[bool, list[_Listen], bool]:
                 raise reader.bad("node", "tub.port", "lists %s twice" % (text,), "it once")
             entries.append(_Listen(kind, text))
             continue
-        inner, limits = text, {}
+        inner = text
+        limits: dict[str, Any] = {}
         if text.startswith("sidetls:"):
             try:
                 inner, limits = split_limits(text[len("sidetls:"):])
