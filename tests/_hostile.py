@@ -50,6 +50,25 @@ def seed(*parts: str) -> int:
     """A seed for one cell of the matrix, the same in every process (unlike hash())."""
     return zlib.crc32(" ".join(parts).encode("ascii"))
 
+def add_matrix(cls: type, name: Callable[[str, str, str], str], doc: Callable[[str, str, str], str]) -> None:
+    """
+    Give C{cls} one test per phase x action x hostile end, each running
+    C{cls.hostileDialer(phase, action)} or C{cls.hostileListener(...)};
+    C{name} and C{doc} make each test's name and docstring from
+    C{(end, action, phase)}, C{end} being C{"dialer"} or C{"listener"}.
+    """
+    for phase in PHASES:
+        for action in ACTIONS:
+            for end, method in (("dialer", "hostileDialer"), ("listener", "hostileListener")):
+
+                def test(self: Any, phase: str = phase, action: str = action, method: str = method) -> defer.Deferred:
+                    return defer.Deferred.fromCoroutine(getattr(self, method)(phase, action))
+
+                test.__name__ = name(end, action, phase)
+                test.__doc__ = doc(end, action, phase)
+                setattr(cls, test.__name__, test)
+
+
 _certificates: list[bytes] = []
 
 

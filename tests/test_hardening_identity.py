@@ -27,7 +27,8 @@ from foolscap_sidetls import handler, install, listener
 from foolscap_sidetls.testing import INBOUND, OUTBOUND
 
 from ._hostile import Echo, certificate, makeTub
-from .test_hardening_peers import PeerCase, coroutine
+from ._waiting import coroutine
+from .test_hardening_peers import PeerCase
 
 ATTEMPTS = 4  # twice per socket direction and TubID order: 8 impostor attempts in all
 

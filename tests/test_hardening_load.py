@@ -46,8 +46,7 @@ from foolscap_sidetls import dialer, install, listener
 from foolscap_sidetls._protocol import SILENT_GRACE, SideTLSFactory, SideTLSProtocol
 
 from ._hostile import (
-    ACTIONS,
-    PHASES,
+    add_matrix,
     Echo,
     FaultClientEndpoint,
     FaultServerEndpoint,
@@ -59,7 +58,8 @@ from ._hostile import (
     seed,
     turn,
 )
-from .test_hardening_peers import PeerCase, coroutine
+from ._waiting import coroutine
+from .test_hardening_peers import PeerCase
 
 CAP = 50
 NEGOTIATION = 30.0
@@ -563,18 +563,8 @@ class LoopbackHostileTests(LoopbackCase):
         await self.eventually(lambda: script.fired, "the script to fire")
 
 
-def _addLoopbackMatrix() -> None:
-    for phase in PHASES:
-        for action in ACTIONS:
-            for role, method in (("dialer", "hostileDialer"), ("listener", "hostileListener")):
-
-                def test(self: Any, phase: str = phase, action: str = action, method: str = method) -> Deferred:
-                    return Deferred.fromCoroutine(getattr(self, method)(phase, action))
-
-                name = "test_hostile_%s_%s_%s" % (role, action, phase.replace("-", "_"))
-                test.__name__ = name
-                test.__doc__ = "A hostile %s that %s %s, over loopback TCP." % (role, action, phase)
-                setattr(LoopbackHostileTests, name, test)
-
-
-_addLoopbackMatrix()
+add_matrix(
+    LoopbackHostileTests,
+    lambda end, action, phase: "test_hostile_%s_%s_%s" % (end, action, phase.replace("-", "_")),
+    lambda end, action, phase: "A hostile %s that %s %s, over loopback TCP." % (end, action, phase),
+)

@@ -50,10 +50,10 @@ from foolscap.ipb import IConnectionHintHandler
 from foolscap_sidetls import dialer, handler, install, listener, tor as torModule
 from foolscap_sidetls._handler import SideTLSHandler
 from foolscap_sidetls.testing import OUTBOUND, MemoryNetwork
+from ._waiting import coroutine
 
 from ._hostile import (
-    ACTIONS,
-    PHASES,
+    add_matrix,
     Echo,
     FaultClientEndpoint,
     FaultServerEndpoint,
@@ -69,15 +69,6 @@ from ._hostile import (
 HANDSHAKE = 20.0
 NEGOTIATION = 30.0
 CLOSE = 10.0
-
-
-def coroutine(f: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Deferred]:
-    def test(self: Any) -> Deferred:
-        return Deferred.fromCoroutine(f(self))
-
-    test.__name__ = f.__name__
-    test.__doc__ = f.__doc__
-    return test
 
 
 class RecordingNetwork(MemoryNetwork):
@@ -466,21 +457,11 @@ class HostilePeerTests(PeerCase):
     """The matrix: phase x action x which end is hostile (48 tests, added below)."""
 
 
-def _addMatrix() -> None:
-    for phase in PHASES:
-        for action in ACTIONS:
-            for role, method in (("Dialer", "hostileDialer"), ("Listener", "hostileListener")):
-
-                def test(self: Any, phase: str = phase, action: str = action, method: str = method) -> Deferred:
-                    return Deferred.fromCoroutine(getattr(self, method)(phase, action))
-
-                name = "test_hostile%s_%s_%s" % (role, action, phase.replace("-", "_"))
-                test.__name__ = name
-                test.__doc__ = "A hostile %s that %s %s." % (role.lower(), action, phase)
-                setattr(HostilePeerTests, name, test)
-
-
-_addMatrix()
+add_matrix(
+    HostilePeerTests,
+    lambda end, action, phase: "test_hostile%s_%s_%s" % (end.capitalize(), action, phase.replace("-", "_")),
+    lambda end, action, phase: "A hostile %s that %s %s." % (end, action, phase),
+)
 
 
 class BoundedCloseTests(PeerCase):

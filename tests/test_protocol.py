@@ -28,7 +28,8 @@ from foolscap_sidetls._protocol import SideTLSFactory, _foolscapNegotiating
 from foolscap_sidetls.testing import INBOUND, OUTBOUND, MemoryNetwork
 
 from ._hostile import Echo, makeTub
-from .test_hardening_peers import PeerCase, coroutine
+from ._waiting import coroutine
+from .test_hardening_peers import PeerCase
 
 from ._tls import (
     SpeakerFactory,

@@ -28,7 +28,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Coroutine
+from typing import Any, Callable
 
 import pytest
 from twisted.internet import defer, reactor, task, threads
@@ -40,20 +40,12 @@ from twisted.trial.unittest import TestCase
 from foolscap.api import DeadReferenceError, Referenceable, Tub
 
 from foolscap_sidetls import ISideTLSTransport, i2p, tor
+from .._waiting import coroutine, until
 
 from . import _i2pnet
 
 #: Figures measured here, printed at the end (pytest -s).
 FIGURES: dict[str, str] = {}
-
-
-def coroutine(f: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Deferred]:
-    def test(self: Any) -> Deferred:
-        return Deferred.fromCoroutine(f(self))
-
-    test.__name__ = f.__name__
-    test.__doc__ = f.__doc__
-    return test
 
 
 class Numbered(Referenceable):
@@ -132,14 +124,7 @@ class FaultCase(TestCase):
                 selectable.abortConnection()
 
     async def eventually(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
-        deadline = reactor.seconds() + timeout
-        while True:
-            result = check()
-            if result:
-                return result
-            if reactor.seconds() > deadline:
-                self.fail("timed out after %s s waiting for %s" % (timeout, what))
-            await task.deferLater(reactor, 0.05, lambda: None)
+        return await until(self, check, timeout, what)
 
     async def through_fault(
         self, name: str, driver: Driver, kill: Callable[[], Any], restart: Callable[[], Any]

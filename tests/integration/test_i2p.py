@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Coroutine
+from typing import Any, Callable
 
 import pytest
 from twisted.internet import defer, reactor, task
@@ -35,6 +35,7 @@ from txi2p.sam.endpoints import SAMI2PStreamServerEndpoint
 
 from foolscap_sidetls import TLSSideError, i2p
 from foolscap_sidetls._files import write_private
+from .._waiting import coroutine, until
 
 from . import _i2pnet
 
@@ -60,17 +61,6 @@ class RIBulk(RemoteInterface):
 class Bulk(Referenceable):
     def remote_echo(self, data):
         return data[::-1]
-
-
-def coroutine(f: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Deferred]:
-    """Let a trial test be an C{async def}."""
-
-    def test(self: Any) -> Deferred:
-        return Deferred.fromCoroutine(f(self))
-
-    test.__name__ = f.__name__
-    test.__doc__ = f.__doc__
-    return test
 
 
 def sam_sockets(port: int) -> list[Any]:
@@ -149,14 +139,7 @@ class I2PTestCase(TestCase):
         return os.path.join(directory, name)
 
     async def eventually(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
-        deadline = reactor.seconds() + timeout
-        while True:
-            result = check()
-            if result:
-                return result
-            if reactor.seconds() > deadline:
-                self.fail("timed out after %s s waiting for %s" % (timeout, what))
-            await task.deferLater(reactor, 0.05, lambda: None)
+        return await until(self, check, timeout, what)
 
     async def disconnect(self, rref: Any, *tubs: Tub) -> None:
         """Drop rref's connection and wait until every Tub has forgotten it."""

@@ -16,11 +16,10 @@ import os
 import shutil
 import socket
 import tempfile
-from typing import Any, Callable, Coroutine
+from typing import Any
 
 import pytest
 from twisted.internet import defer, reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, clientFromString
 from twisted.internet.error import ConnectionRefusedError
 from twisted.trial.unittest import TestCase
@@ -30,6 +29,7 @@ from foolscap.connections import tcp
 
 import foolscap_sidetls
 from foolscap_sidetls import i2p, tor
+from .._waiting import coroutine
 
 from . import _i2pnet
 
@@ -45,17 +45,6 @@ def _networks(request, tor_network, i2p_router):
 class Echo(Referenceable):
     def remote_echo(self, data):
         return data
-
-
-def coroutine(f: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Deferred]:
-    """Let a trial test be an C{async def}."""
-
-    def test(self: Any) -> Deferred:
-        return Deferred.fromCoroutine(f(self))
-
-    test.__name__ = f.__name__
-    test.__doc__ = f.__doc__
-    return test
 
 
 def dead_port() -> int:

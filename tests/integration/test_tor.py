@@ -15,10 +15,10 @@ import re
 import shutil
 import stat
 import tempfile
-from typing import Any, Callable, Coroutine
+from typing import Any, Callable
 
 import pytest
-from twisted.internet import reactor, task, threads
+from twisted.internet import reactor, threads
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
@@ -32,6 +32,7 @@ from foolscap.schema import Any as AnyConstraint
 
 from foolscap_sidetls import tor
 from foolscap_sidetls._endpoints import ListenerEndpoint
+from .._waiting import coroutine, until
 
 MiB = 2**20
 ONION_HINT = re.compile(r"^tor:([a-z2-7]{56})\.onion:(\d+)$")
@@ -65,17 +66,6 @@ class Echo(Referenceable):
         self.peers.append(peer)
         self.peer_transports.append(peer.tracker.broker.transport)
         return peer.callRemote("echo", data)
-
-
-def coroutine(f: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Deferred]:
-    """Let a trial test be an C{async def} returning a Deferred."""
-
-    def test(self: Any) -> Deferred:
-        return Deferred.fromCoroutine(f(self))
-
-    test.__name__ = f.__name__
-    test.__doc__ = f.__doc__
-    return test
 
 
 def _closed(protocol: Any) -> Deferred:
@@ -176,14 +166,7 @@ class TorTestCase(TestCase):
         what: str,
         state: Callable[[], Any] = lambda: None,
     ) -> Any:
-        deadline = reactor.seconds() + timeout
-        while True:
-            result = check()
-            if result:
-                return result
-            if reactor.seconds() > deadline:
-                self.fail("timed out after %s s waiting for %s; %r" % (timeout, what, state()))
-            await task.deferLater(reactor, 0.1, lambda: None)
+        return await until(self, check, timeout, what, state, interval=0.1)
 
 
 class OnionRoundTrips(TorTestCase):
