@@ -162,7 +162,10 @@ def _check_create_options(args: argparse.Namespace) -> list[str]:
     if "none" in listen and len(listen) > 1:
         raise _Usage("--listen=none cannot be combined with other listeners")
     if "tcp" in listen:
-        if args.hide_ip:
+        # With --hide-ip, only an explicit --port (on loopback, as checked
+        # below) and --location (tor:/i2p: hints) make sense: an onion
+        # service configured in torrc, forwarding to this machine only.
+        if args.hide_ip and not args.port:
             raise _Usage("--hide-ip cannot be used with --listen=tcp (a tcp: hint reveals this machine's address); "
                          "try --listen=tor")
         if args.hostname and (args.port or args.location):
@@ -196,7 +199,11 @@ def _check_create_options(args: argparse.Namespace) -> list[str]:
 #: read ./client.port or look up this machine's addresses.
 _DIALING_ONLY = "[node]\ntub.port = disabled\ntub.location = disabled\n"
 #: The config keys create-node's options become, as messages name them.
-_OPTION_OF_KEY = {"[tor] tor.executable": "--tor-executable", "[i2p] i2p.executable": "--i2p-executable"}
+_OPTION_OF_KEY = {
+    "[tor] tor.executable": "--tor-executable",
+    "[i2p] i2p.executable": "--i2p-executable",
+    "[node] reveal-IP-address = false": "--hide-ip (reveal-IP-address = false)",
+}
 
 
 def _absolute(path: Optional[str]) -> Optional[str]:
@@ -239,10 +246,13 @@ def _check_values(args: argparse.Namespace) -> None:
                 "and '.') or an IPv4 address" % (args.hostname,)
             ) from None
     if args.port:
-        _as_config("--port=" + args.port, "[node]\ntub.port = %s\ntub.location = %s\n" % (args.port, args.location),
-                   only="tub.port")
-        _as_config("--location=" + args.location,
-                   "[node]\ntub.port = %s\ntub.location = %s\n" % (args.port, args.location))
+        # As the file will say it: with --hide-ip, the listener must stay on
+        # loopback and the location announce no tcp: hint.
+        piece = "[node]\ntub.port = %s\ntub.location = %s\n" % (args.port, args.location)
+        if args.hide_ip:
+            piece += "reveal-IP-address = false\n[connections]\ntcp = tor\n"
+        _as_config("--port=" + args.port, piece, only="tub.port")
+        _as_config("--location=" + args.location, piece)
     if args.tor_launch:
         executable = _absolute(args.tor_executable)
         _as_config("--tor-executable=" + args.tor_executable if args.tor_executable else "--tor-launch",
@@ -554,10 +564,20 @@ async def _serve(reactor: Any, args: argparse.Namespace, out: TextIO, err: TextI
 # -- ping -----------------------------------------------------------------------------
 
 
-def _plain(status: Optional[str], handler: Any, won: bool) -> str:
-    """Foolscap's connector status for one hint, in plain words."""
+_NO_HANDLER = "not tried: no handler for this hint type (disabled in the configuration, or unknown)"
+
+
+def _plain(status: Optional[str], handler: Any, won: bool, not_dialed: Optional[str] = None) -> str:
+    """
+    Foolscap's connector status for one hint, in plain words.
+
+    @param not_dialed: why the configuration has no handler for the hint's
+        type (see L{NodeConfig.why_not_dialed}), which Foolscap's "no
+        handler registered" does not say.
+    """
+    unhandled = "not tried: " + not_dialed if not_dialed else _NO_HANDLER
     if handler is None and status is None:
-        return "not tried: no handler for this hint type (disabled in the configuration, or unknown)"
+        return unhandled
     if status is None:
         return "not tried"
     if status == "successful":
@@ -569,7 +589,7 @@ def _plain(status: Optional[str], handler: Any, won: bool) -> str:
     if status.startswith("bad hint: "):
         why = status[len("bad hint: "):]
         if why == "no handler registered":
-            return "not tried: no handler for this hint type (disabled in the configuration, or unknown)"
+            return unhandled
         return "unusable hint: " + why
     if status.startswith("failed to connect: "):
         return "failed: " + status[len("failed to connect: "):]
@@ -586,12 +606,20 @@ def _describe_side(side: dict[str, Any]) -> str:
     return "%s, TLS %s" % (side["role"], side["tls_side"])
 
 
-def _report_hints(out: TextIO, info: Any, hints: Sequence[str]) -> None:
+def _hint_type(hint: str) -> str:
+    from foolscap.connections.tcp import convert_legacy_hint
+
+    return convert_legacy_hint(hint).split(":", 1)[0]
+
+
+def _report_hints(out: TextIO, info: Any, hints: Sequence[str], node: Optional[_config.NodeConfig] = None) -> None:
     for hint in hints:
         handler = info.connectionHandlers.get(hint) if info is not None else None
         status = info.connectorStatuses.get(hint) if info is not None else None
         won = info is not None and info.winningHint == hint
-        _print(out, "  %s: %s" % (hint, _plain(status, handler, won)))
+        kind = _hint_type(hint)
+        not_dialed = node.why_not_dialed(kind) if node is not None and kind in ("tcp", "tor", "i2p") else None
+        _print(out, "  %s: %s" % (hint, _plain(status, handler, won, not_dialed)))
         if handler:
             _print(out, "    via %s" % (handler,))
 
@@ -624,13 +652,20 @@ async def _ping(reactor: Any, args: argparse.Namespace, out: TextIO, err: TextIO
         source = "default handlers"
     tub = await _config.create_tub(node, reactor, listen=False)
     try:
-        return await _ping_with(reactor, tub, sturdy, args, out, err, source)
+        return await _ping_with(reactor, tub, sturdy, args, out, err, source, node)
     finally:
         await tub.stopService()
 
 
 async def _ping_with(
-    reactor: Any, tub: Any, sturdy: Any, args: argparse.Namespace, out: TextIO, err: TextIO, source: str
+    reactor: Any,
+    tub: Any,
+    sturdy: Any,
+    args: argparse.Namespace,
+    out: TextIO,
+    err: TextIO,
+    source: str,
+    node: Optional[_config.NodeConfig] = None,
 ) -> int:
     hints = list(sturdy.locationHints)
     _print(out, "pinging Tub %s at %d hint%s (%s)"
@@ -642,13 +677,13 @@ async def _ping_with(
     try:
         rref = await connecting
     except Exception as e:
-        _report_hints(out, info, hints)
+        _report_hints(out, info, hints, node)
         why = "no connection within %s s" % (args.timeout,) if isinstance(e, defer.TimeoutError) else (str(e) or repr(e))
         _print(err, "%s ping: could not connect: %s" % (PROG, why))
         return EXIT_FAILED
     connected = time.monotonic() - started
     info = rref.getConnectionInfo()
-    _report_hints(out, info, hints)
+    _report_hints(out, info, hints, node)
     _print(out, "connected in %.2f s through %s" % (connected, info.winningHint))
     _print(out, "this end:  %s" % (_describe_side(_side_of(rref.tracker.broker.transport)),))
     try:
@@ -729,7 +764,9 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--i2cp-options", metavar="NAME=VALUE,...",
                         help="I2CP options for the SAM sessions, e.g. inbound.length=1,outbound.length=1")
     create.add_argument("--hide-ip", action="store_true",
-                        help="reveal-IP-address = false, and dial tcp: hints through tor")
+                        help="reveal-IP-address = false, and dial tcp: hints through tor; every listener "
+                        "stays on 127.0.0.1 (with --listen=tcp: only as --port=tcp:PORT:interface=127.0.0.1 "
+                        "and a --location of tor: or i2p: hints, e.g. an onion service set up in torrc)")
 
     serve = commands.add_parser(
         "serve", help="run a Tub with a ping/echo service until interrupted",

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Optional
 
 from foolscap.ipb import InvalidHintError
+
+from . import _onion
 
 #: Printable ASCII without spaces: every character a hint may contain.
 _HINT_CHARACTERS = re.compile(r"[\x21-\x7e]+\Z")
@@ -24,6 +27,12 @@ _DNS_NAME = re.compile(r"[A-Za-z0-9.\-]+\Z")
 #: A DNS label by the letters-digits-hyphen rule: no hyphen first or last.
 _LDH_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\Z")
 _IPV6 = re.compile(r"[A-Fa-f0-9:]+(?:[0-9.]+|%[A-Za-z0-9.]+)?\Z")
+
+#: What an onion host must be, for messages.
+ONION_ACCEPTED = (
+    "a v3 onion address: 56 base32 characters (a-z, 2-7) before '.onion', "
+    "ending in tor's checksum and the version byte 3"
+)
 
 TCP_EXPECTED = "'tcp:HOST:PORT', HOST being a DNS name, an IPv4 address or an [IPv6] address"
 
@@ -149,3 +158,26 @@ def parse_tcp_hint(hint: object) -> tuple[str, int]:
         )
     check_dns_name(prefix, text, host, TCP_EXPECTED)
     return host, port
+
+
+def onion_problem(host: str) -> Optional[str]:
+    """
+    What is wrong with C{host} as an onion service's name, if it is one
+    (its last label is C{onion}); L{None} if nothing, or if it is not an
+    onion name.  A subdomain (C{www.<address>.onion}) is allowed, as tor
+    allows it: only the label before C{.onion} names the service.
+    """
+    labels = host.rstrip(".").split(".")
+    if len(labels) < 2 or labels[-1].lower() != "onion":
+        return None
+    problem = _onion.address_problem(labels[-2])
+    if problem is None:
+        return None
+    return "host %r is not a valid v3 onion address: %s" % (host, problem)
+
+
+def check_onion(prefix: str, hint: str, host: str, expected: str) -> None:
+    """Refuse an onion host that is not a valid v3 address (see L{onion_problem})."""
+    problem = onion_problem(host)
+    if problem is not None:
+        raise invalid(prefix, hint, "%s; an onion host must be %s" % (problem, ONION_ACCEPTED), expected)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
+from typing import Optional
 
 #: How tor (ADD_ONION, and Tahoe-LAFS's key files) writes a v3 key.
 KEY_PREFIX = "ED25519-V3:"
@@ -37,11 +39,47 @@ def public_key(expanded: bytes) -> bytes:
     return bytes(crypto_scalarmult_ed25519_base_noclamp(scalar))
 
 
+#: Base32 characters of a v3 address (before C{.onion}): 32 bytes of public
+#: key, 2 of checksum, 1 of version.
+ADDRESS_LENGTH = 56
+VERSION = 3
+_BASE32 = re.compile(r"[a-z2-7]+\Z")
+
+
+def _checksum(public: bytes, version: bytes) -> bytes:
+    return hashlib.sha3_256(b".onion checksum" + public + version).digest()[:2]
+
+
 def onion_address(public: bytes) -> str:
     """The C{.onion} name of a v3 service key (rend-spec-v3, section 6)."""
-    version = b"\x03"
-    checksum = hashlib.sha3_256(b".onion checksum" + public + version).digest()[:2]
+    version = bytes([VERSION])
+    checksum = _checksum(public, version)
     return base64.b32encode(public + checksum + version).decode("ascii").lower() + ".onion"
+
+
+def address_problem(label: str) -> Optional[str]:
+    """
+    What is wrong with C{label} (the part before C{.onion}) as a v3 onion
+    address, in words; L{None} if nothing.
+
+    Tor would refuse a bad one only once asked to connect; checking it
+    where the hint is read catches a mistyped address (the checksum is
+    there for that) with a message saying so, before anything is dialed.
+    The public key is not checked for being a point of the curve: no typo
+    that keeps the checksum right gets there.
+    """
+    if len(label) != ADDRESS_LENGTH:
+        return "it has %d characters before '.onion', not %d" % (len(label), ADDRESS_LENGTH)
+    if not _BASE32.match(label.lower()):
+        bad = next(c for c in label.lower() if not _BASE32.match(c))
+        return "%r is not a base32 character (a-z and 2-7)" % (bad,)
+    raw = base64.b32decode(label.upper())
+    public, checksum, version = raw[:32], raw[32:34], raw[34:]
+    if version[0] != VERSION:
+        return "its version byte is %d, not %d" % (version[0], VERSION)
+    if _checksum(public, version) != checksum:
+        return "its checksum does not match the rest (a mistyped address?)"
+    return None
 
 
 def address_of_key(text: str) -> str:

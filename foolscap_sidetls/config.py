@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import configparser
 import difflib
+import ipaddress
 import os
 import re
 import shutil
@@ -52,7 +53,7 @@ from zope.interface import implementer
 from foolscap.ipb import InvalidHintError
 from foolscap.util import allocate_tcp_port
 
-from . import _onion, i2p as _i2p
+from . import _hints, _onion, i2p as _i2p
 from ._endpoints import listener
 from ._files import write_private
 from ._parser import split_limits
@@ -67,6 +68,7 @@ __all__ = [
     "PORTNUM_FILE",
     "StartError",
     "TOR_STATEDIR",
+    "TOR_UNAVAILABLE",
     "create_tub",
     "from_string",
     "load",
@@ -87,6 +89,9 @@ CERT_FILE = os.path.join("private", "sidetls-tub.pem")
 #: Data directories of a launched tor / i2pd (Tahoe keeps tor's there too).
 TOR_STATEDIR = os.path.join("private", "tor-statedir")
 I2P_STATEDIR = os.path.join("private", "i2p-statedir")
+
+#: What C{check} and C{ping} say when tor: hints cannot be dialed for want of txtorcon.
+TOR_UNAVAILABLE = "[tor] unavailable: txtorcon is not installed (pip install 'foolscap-sidetls[tor]')"
 
 _TRUE = ("1", "yes", "true", "on")
 _FALSE = ("0", "no", "false", "off")
@@ -291,6 +296,114 @@ def _port_zero(description: str) -> bool:
     return port is not None and int(port) == 0
 
 
+#: The fields of the server endpoint types that bind an IP interface, in
+#: their positional order (each binds every interface when none is given).
+_IP_SERVER_FIELDS = {
+    "tcp": ("port", "backlog", "interface"),
+    "tcp6": ("port", "backlog", "interface"),
+    "ssl": ("port", "privateKey", "certKey", "sslmethod", "interface", "backlog"),
+}
+#: Server endpoint types that bind no IP interface reachable from elsewhere:
+#: a UNIX socket; txtorcon's onion service and txi2p's destination, which
+#: are reached through tor and the I2P router.
+_NO_IP_LISTENER = ("unix", "onion", "i2p")
+#: Wrappers whose inner description follows their prefix.
+_WRAPPERS = ("haproxy",)
+
+
+def _exposure(description: str) -> Optional[str]:
+    """
+    Where a (checked) server endpoint description listens other than on this
+    machine's loopback interface, in words (C{"every interface"},
+    C{"192.0.2.1"}); L{None} if it listens on loopback only, or on no IP
+    interface at all.
+    """
+    parts = _split_escaped(description)
+    kind = parts[0]
+    if kind in _WRAPPERS:
+        return _exposure(description.split(":", 1)[1] if ":" in description else "")
+    if kind in _NO_IP_LISTENER:
+        return None
+    names = _IP_SERVER_FIELDS.get(kind)
+    if names is None:
+        return "an interface foolscap-sidetls cannot tell (%s: endpoints do not say)" % (kind or "these",)
+    interface = _field(parts, "interface", names)
+    if not interface:
+        return "every interface"
+    if interface == "localhost":  # as the onion check above reads it
+        return None
+    try:
+        address = ipaddress.ip_address(interface)
+    except ValueError:
+        return "%s (a name: only a loopback address is sure to stay on this machine)" % (interface,)
+    if address.is_loopback:
+        return None
+    return "every interface" if address.is_unspecified else interface
+
+
+def _loopback_fix(text: str) -> str:
+    """C{text} (a tub.port entry) made to listen on loopback only, as a suggestion."""
+    parts = _split_escaped(text[len("sidetls:"):] if text.startswith("sidetls:") else text)
+    kind = parts[0]
+    if kind not in _IP_SERVER_FIELDS:
+        return "tcp:PORT:interface=127.0.0.1"
+    loopback = "\\:\\:1" if kind == "tcp6" else "127.0.0.1"
+    keyword = re.compile(r"(^|:)interface=(?:\\.|[^:\\])*")
+    if keyword.search(text):
+        return keyword.sub(lambda m: m.group(1) + "interface=" + loopback, text, count=1)
+    if _field(parts, "interface", _IP_SERVER_FIELDS[kind]) is not None:  # given by position
+        prefix = "sidetls:" if text.startswith("sidetls:") else ""
+        return "%s%s:%s:interface=%s" % (prefix, kind, _field(parts, "port", _IP_SERVER_FIELDS[kind]), loopback)
+    return text + ":interface=" + loopback
+
+
+def _check_hidden_listeners(
+    reader: "_Reader", entries: Sequence["_Listen"], chosen_later: bool, portnum: Optional[str]
+) -> None:
+    """
+    With reveal-IP-address = false, every listener binds loopback only.
+
+    Anyone holding a FURL can ask an address for its TubID: the right host
+    answers C{101 Switching Protocols}, any other C{500 unknown TubID}.  A
+    hidden node listening on a public interface would confirm which IP
+    address runs it, whatever tub.location announces.  Tahoe-LAFS does
+    not check this; here it is refused, as an onion service forwarding to
+    a public interface already is.
+    """
+    reveals = (
+        "which reveals this machine's IP address to whoever connects there (the TubID in a FURL "
+        "confirms which address runs this node), but [node] reveal-IP-address = false"
+    )
+    also = "(only this machine can connect; a tor onion service can forward there), listen:tor or listen:i2p"
+    if chosen_later:
+        if portnum is None:
+            raise reader.error(
+                "node", "tub.port",
+                "a free port chosen at the first start would listen on every interface, " + reveals,
+                "tub.port = tcp:PORT:interface=127.0.0.1 " + also, None, "is not set",
+            )
+        where = _exposure(portnum)
+        if where is not None:
+            path = os.path.join(reader.basedir, PORTNUM_FILE)
+            raise reader.error(
+                "node", "tub.port",
+                "%s holds %r (the port chosen at the first start), which listens on %s, %s"
+                % (path, portnum, where, reveals),
+                "tub.port = %s %s" % (_loopback_fix(portnum), also), None, "is not set",
+            )
+        return
+    for entry in entries:
+        if entry.kind != "endpoint":
+            continue
+        where = _exposure(entry.endpoint)
+        if where is not None:
+            raise reader.bad(
+                "node", "tub.port",
+                "%r listens on %s, %s" % (entry.text, where, reveals),
+                "%s %s" % (_loopback_fix(entry.text), also),
+            )
+
+
 def _endpoint_problem(description: str, server: bool) -> Optional[str]:
     """What is wrong with an endpoint description, in plain words; None if nothing."""
     parts = _split_escaped(description)
@@ -479,13 +592,25 @@ class NodeConfig:
 
     # -- descriptions, for `check` and `serve` --------------------------------------------
 
+    def why_not_dialed(self, hint_type: str) -> Optional[str]:
+        """
+        Why hints of C{hint_type} (C{tcp}, C{tor}, C{i2p}) have no handler,
+        in words naming the setting or the missing package; L{None} if they
+        have one.
+        """
+        if self.handlers.get(hint_type) is not None:
+            return None
+        if hint_type == "tcp":
+            return "[connections] tcp = disabled"
+        if hint_type == "tor" and not self._tor.available:
+            return TOR_UNAVAILABLE
+        return "[%s] enabled = false" % (hint_type,)
+
     def describe_handler(self, hint_type: str) -> str:
         """How hints of C{hint_type} are dialed, in words."""
         name = self.handlers.get(hint_type)
         if name is None:
-            if hint_type == "tcp":
-                return "not dialed ([connections] tcp = disabled)"
-            return "not dialed ([%s] enabled = false)" % (hint_type,)
+            return "not dialed (%s)" % (self.why_not_dialed(hint_type),)
         if name == "tcp":
             return "sidetls+tcp (direct TCP connections)"
         if name == "tor":
@@ -824,6 +949,10 @@ def _check_hint(reader: _Reader, hint: str) -> str:
         found = _TOR_HINT.match(converted)
         if not found:
             raise reader.bad("node", "tub.location", "%r is not a tor:HOST:PORT hint" % (hint,), accepted)
+        # What dialers would refuse (a mistyped onion) is refused here, once.
+        problem = _hints.onion_problem(found.group(1))
+        if problem is not None:
+            raise reader.bad("node", "tub.location", "%r: %s" % (hint, problem), _hints.ONION_ACCEPTED)
         port_text = found.group(2)
     elif kind == "i2p":
         try:
@@ -834,6 +963,21 @@ def _check_hint(reader: _Reader, hint: str) -> str:
     if port_text is not None and not (_ascii_digits(port_text) and 1 <= int(port_text) <= 65535):
         raise reader.bad("node", "tub.location", "%r has port %s" % (hint, port_text), _PORT)
     return kind
+
+
+def _tor_or_none() -> Any:
+    """
+    L{foolscap_sidetls.tor}, or L{None} without txtorcon.  txtorcon itself
+    is imported each time, not only the module once: a module imported
+    earlier in the process does not prove txtorcon is still importable.
+    """
+    try:
+        import txtorcon  # noqa: F401
+
+        from . import tor
+    except ImportError:
+        return None
+    return tor
 
 
 def _read_tor(reader: _Reader, entries: list[_Listen], reveal_ip: bool) -> _Tor:
@@ -848,14 +992,12 @@ def _read_tor(reader: _Reader, entries: list[_Listen], reveal_ip: bool) -> _Tor:
     key_value = reader.get(section, "onion.private_key_file")
     if key_value == "":
         raise reader.bad(section, "onion.private_key_file", "empty", "the path of the onion service's key file")
-    try:
-        from . import tor as _tor_module
-
-        search: Sequence[str] = _tor_module.TOR_SEARCH_DIRS
-        available = True
-    except ImportError:
-        search = ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin")
-        available = False
+    _tor_module = _tor_or_none()
+    available = _tor_module is not None
+    search: Sequence[str] = (
+        _tor_module.TOR_SEARCH_DIRS if _tor_module is not None
+        else ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin")
+    )
     needs = []
     if launch:
         needs.append(("launch", "true"))
@@ -1152,12 +1294,13 @@ def _read(
     if tcp_name in ("tor", "i2p") and handlers[tcp_name] is None:
         raise reader.bad(
             "connections", "tcp",
-            "the %s handler is not available ([%s] enabled = false%s)"
-            % (tcp_name, tcp_name, "" if tcp_name == "i2p" or tor.available else ", or txtorcon is missing"),
+            "the %s handler is not available (%s)"
+            % (tcp_name, TOR_UNAVAILABLE if tcp_name == "tor" and not tor.available
+               else "[%s] enabled = false" % (tcp_name,)),
             "a handler that is enabled, or disabled",
         )
     if not tor.available and tor.enabled:
-        reader.warnings.append("tor: hints are not dialed: txtorcon is not installed (pip install 'foolscap-sidetls[tor]')")
+        reader.warnings.append("tor: hints are not dialed: " + TOR_UNAVAILABLE)
     if tcp_name == "i2p":
         reader.warnings.append("[connections] tcp = i2p: I2P has no exits, so every tcp: hint fails as a bad hint")
 
@@ -1223,6 +1366,8 @@ def _read(
                 location += ["tcp:%s:%s" % (a, auto[0] or "<port>") for a in auto[1]]
             else:
                 location.append(hint)
+        if not reveal_ip:
+            _check_hidden_listeners(reader, entries, chosen_later, portnum)
         _warn_location(reader, tor, i2p, entries, location)
     return NodeConfig(
         source=source,

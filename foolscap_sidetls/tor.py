@@ -77,6 +77,8 @@ from ._protocol import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT
 
 __all__ = [
     "DEFAULT_ONION_PORT",
+    "RETRY_INITIAL",
+    "RETRY_MAX",
     "TorControlError",
     "TorError",
     "TorHandler",
@@ -99,6 +101,16 @@ CONTROL_TIMEOUT = 30.0
 LAUNCH_TIMEOUT = 60.0
 #: How long L{listen} may take, bootstrap and descriptor upload included.
 LISTEN_TIMEOUT = 300.0
+#: Opening tor's control connection (or launching tor) again after it
+#: failed: the first retry may start at once; after each further failure in
+#: a row, nothing is tried for RETRY_INITIAL seconds, doubling up to
+#: RETRY_MAX, and callers meanwhile get the last failure at once.
+RETRY_INITIAL = 1.0
+RETRY_MAX = 60.0
+#: A control connection lost sooner than this after it opened counts as a
+#: failure in a row (a tor that exits right after bootstrapping is not
+#: relaunched at every dial); one that lasted longer starts afresh.
+STABLE_AFTER = 30.0
 #: Where tor lives when it is not on PATH (Debian/Ubuntu put it in /usr/sbin,
 #: which is not on an ordinary user's PATH).
 TOR_SEARCH_DIRS: tuple[str, ...] = ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin")
@@ -304,6 +316,13 @@ class _SharedTor:
     While it opens, each waiting caller's C{update_status} hears every step.
     A caller giving up (Foolscap cancels a connection attempt after its
     timeout) does not stop the opening for the others.
+
+    Every dial asks for the session, so while tor is down each dial would
+    open a control connection (or launch a tor) again: after failures in a
+    row it backs off instead (L{RETRY_INITIAL}, doubling, at most
+    L{RETRY_MAX}), failing callers at once with the last reason meanwhile,
+    and logs each failed attempt once -- one line per backoff step, not
+    one per dial.
     """
 
     def __init__(self, opener: _Opener, description: str) -> None:
@@ -314,12 +333,63 @@ class _SharedTor:
         self._waiters: list[tuple[Deferred, Callable[[str], None]]] = []
         self.status: Optional[str] = None
         self._stopped = False
+        self._reactor: Any = None
+        #: Failures in a row (failed opens, and sessions lost before
+        #: STABLE_AFTER); the last one's reason; when to try again.
+        self.failures = 0
+        self._last_failure: Optional[Failure] = None
+        self._retry_at: Optional[float] = None
+        self._opened_at = 0.0
+
+    def retry_delay(self) -> float:
+        """Seconds to wait before the next attempt, after L{failures} in a row."""
+        if self.failures <= 1:
+            return 0.0
+        return float(min(RETRY_MAX, RETRY_INITIAL * 2 ** (self.failures - 2)))
+
+    def _backing_off(self, now: float) -> Optional[Exception]:
+        """The error for a caller arriving while it backs off; None if it may try."""
+        if self._retry_at is None or now >= self._retry_at or self._last_failure is None:
+            return None
+        last = self._last_failure.value
+        text = "%s: not trying again for another %.1f s after %d failures in a row; the last: %s" % (
+            self.description, self._retry_at - now, self.failures, str(last).strip() or repr(last),
+        )
+        # The same kind of error as the attempt's, so callers can tell a
+        # refused control port from a tor that cannot be found.
+        if isinstance(last, TorError):
+            try:
+                return type(last)(text)
+            except TypeError:  # pragma: no cover - a subclass with other arguments
+                pass
+        return TorError(text)
+
+    def _failed(self, why: str) -> None:
+        """Count a failure in a row, set when to try again, log it once."""
+        self.failures += 1
+        delay = self.retry_delay()
+        now = self._reactor.seconds() if self._reactor is not None else 0.0
+        self._retry_at = now + delay
+        if delay:
+            log.warn(
+                "{description}: {why} ({failures} failures in a row; not trying again for {delay:.0f} s)",
+                description=self.description, why=why, failures=self.failures, delay=delay,
+            )
+        else:
+            log.warn(
+                "{description}: {why} (trying again at the next use)", description=self.description, why=why
+            )
 
     def get(self, reactor: Any, update_status: Callable[[str], None]) -> Deferred:
         if self._stopped:
             return defer.fail(TorError("%s was stopped" % (self.description,)))
         if self.session is not None and self.session.connected:
             return defer.succeed(self.session)
+        self._reactor = reactor
+        if self._opening is None:
+            waiting = self._backing_off(reactor.seconds())
+            if waiting is not None:
+                return defer.fail(waiting)
         waiter: Deferred = Deferred()
         self._waiters.append((waiter, update_status))
         if self.status is not None:
@@ -343,6 +413,9 @@ class _SharedTor:
         self.status = None
         waiters, self._waiters = self._waiters, []
         if isinstance(result, Failure):
+            if not self._stopped:
+                self._last_failure = result
+                self._failed(str(result.value).strip() or repr(result.value))
             for waiter, _ in waiters:
                 if not waiter.called:
                     waiter.errback(result)
@@ -357,6 +430,8 @@ class _SharedTor:
                     waiter.errback(TorError("%s was stopped" % (self.description,)))
             return None
         self.session = session
+        self._retry_at = None
+        self._opened_at = self._reactor.seconds() if self._reactor is not None else 0.0
         session.on_lost(lambda: self._lost(session))
         for waiter, _ in waiters:
             if not waiter.called:
@@ -364,8 +439,21 @@ class _SharedTor:
         return None
 
     def _lost(self, session: _Session) -> None:
-        if self.session is session:
-            self.session = None
+        if self.session is not session:
+            return
+        self.session = None
+        if self._stopped:
+            return
+        lasted = (self._reactor.seconds() if self._reactor is not None else 0.0) - self._opened_at
+        if lasted >= STABLE_AFTER:
+            self.failures = 0
+            self._retry_at = None
+            log.info("{description}: the control connection closed after {lasted:.0f} s; reopened at the "
+                     "next use", description=self.description, lasted=lasted)
+            return
+        why = "the control connection to %s closed %.1f s after it opened" % (session.where, lasted)
+        self._last_failure = Failure(TorControlError(why))
+        self._failed(why)
 
     def stop(self, reactor: IReactorTime) -> Deferred:
         """Stop opening, close the session; idempotent."""
@@ -825,8 +913,9 @@ def _parse_hint(hint: str) -> tuple[str, int]:
     """
     C{(host, port)} from a C{tor:}/C{tcp:} hint: Foolscap's syntax and its
     refusal of non-public numeric addresses (no exit could reach them), read
-    strictly -- ASCII only, a port from 1 to 65535, no empty DNS labels --
-    with a message that says what is wrong.
+    strictly -- ASCII only, a port from 1 to 65535, no empty DNS labels, an
+    onion host a valid v3 address (version and checksum) -- with a message
+    that says what is wrong.
     """
     prefix = "unrecognized TCP/Tor hint"
     text = _hints.check_characters(prefix, hint, _HINT_EXPECTED)
@@ -838,6 +927,8 @@ def _parse_hint(hint: str) -> tuple[str, int]:
     _hints.check_dns_name(prefix, text, host, _HINT_EXPECTED)
     if not _foolscap_tor.HINT_RE.search(text):  # never looser than Foolscap
         raise _hints.invalid(prefix, text, "Foolscap's tor handler does not accept it", _HINT_EXPECTED)
+    # Tor would refuse a mistyped onion only after the SOCKS request; say so here.
+    _hints.check_onion(prefix, text, host, _HINT_EXPECTED)
     if _foolscap_tor.is_non_public_numeric_address(host):
         raise InvalidHintError(
             "ignoring non-Tor-able ipaddr %s in hint %r: no Tor exit can reach a "

@@ -93,6 +93,8 @@ class Node:
         return self.write(name, text)
 
 
+#: A valid v3 onion address (torproject.org's) that no key here publishes.
+OTHER_ONION = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion"
 ONION = "[tor]\ncontrol.port = tcp:127.0.0.1:9051\nonion = true\nonion.local_port = 7000\n" \
         "onion.external_port = 3457\nonion.private_key_file = private/tor.key\n"
 DEST = "[i2p]\nsam.port = tcp:127.0.0.1:7656\ndest = true\ndest.port = 3457\n" \
@@ -403,8 +405,8 @@ VETOED: list[tuple[str, str]] = [
     (PRIVATE + "tub.port = tcp:3457\n[connections]\ntcp = tor\n",
      "'node.cfg' [node] tub.location is not set (so AUTO): AUTO announces this machine's IP addresses, but "
      "[node] reveal-IP-address = false; expected tor: or i2p: hints only"),
-    (PRIVATE + "tub.port = tcp:3457\ntub.location = tor:abc.onion:3457,AUTO\n[connections]\ntcp = tor\n",
-     "'node.cfg' [node] tub.location = 'tor:abc.onion:3457,AUTO': AUTO announces this machine's IP "
+    (PRIVATE + "tub.port = tcp:3457\ntub.location = tor:%s:3457,AUTO\n[connections]\ntcp = tor\n" % (OTHER_ONION,),
+     "'node.cfg' [node] tub.location = 'tor:%s:3457,AUTO': AUTO announces this machine's IP " % (OTHER_ONION,) +
      "addresses, but [node] reveal-IP-address = false; expected tor: or i2p: hints only"),
     (PRIVATE + "tub.port = tcp:3457\ntub.location = tcp:example.net:3457\n[connections]\ntcp = disabled\n",
      "'node.cfg' [node] tub.location = 'tcp:example.net:3457': the hint 'tcp:example.net:3457' reveals this "
@@ -585,11 +587,11 @@ class Values(SynchronousTestCase):
             self.assertEqual(c.describe()[-1], "warning: " + warning)
 
     def test_location_not_announcing_the_onion(self) -> None:
-        c = self.node.parse("[node]\ntub.port = listen:tor\ntub.location = tor:%s:3457\n" % ("a" * 56 + ".onion") + ONION)
+        c = self.node.parse("[node]\ntub.port = listen:tor\ntub.location = tor:%s:3457\n" % (OTHER_ONION,) + ONION)
         self.assertEqual(
             c.warnings,
             ("[tor] onion.private_key_file publishes tor:%s:3457, but [node] tub.location announces "
-             "tor:%s:3457; dialers will not find this onion service" % (self.node.onion, "a" * 56 + ".onion"),),
+             "tor:%s:3457; dialers will not find this onion service" % (self.node.onion, OTHER_ONION),),
         )
 
     def test_dest(self) -> None:

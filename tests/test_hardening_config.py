@@ -38,7 +38,7 @@ NEAR = [
     "3457", "0", "65535", "65536", "99999999999999999999", "٣٤٥٧", "3457 ",
     "tcp:0", "tcp:3457", "tcp:127.0.0.1:9051", "tcp:port=3457:interface=127.0.0.1",
     "tcp:host=127.0.0.1:port=9051", "unix:/nonexistent/control", "nosuch:1", "tcp:",
-    "tcp:example.net:3457", "tor:%s:3457" % ("a" * 56 + ".onion",), "i2p:%s" % ("b" * 52 + ".b32.i2p",),
+    "tcp:example.net:3457", "tor:%s:3457" % ("2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion",), "i2p:%s" % ("b" * 52 + ".b32.i2p",),
     "tcp:example.net:3457,AUTO", "AUTO,AUTO", ",", "tcp:[::1]:3457",
     "tcp", "tor", "i2p", "toor",
     "private/tor.key", "private/i2p.key", "private/bad.key", "private/missing.key",

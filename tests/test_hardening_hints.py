@@ -17,6 +17,8 @@ The five strategies together feed each handler 10,000 distinct hints
 from __future__ import annotations
 
 import ast
+import base64
+import hashlib
 import idna
 import importlib
 import inspect
@@ -47,7 +49,8 @@ from foolscap_sidetls.testing import MemoryNetwork
 _PORT = r"(?P<port>[0-9]{1,5})"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DNS = r"(?:%s\.)*%s\.?" % (_LABEL, _LABEL)
-_ONION = "a" * 56 + ".onion"
+#: A valid v3 onion address (torproject.org's); mutated ones mostly are not.
+_ONION = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion"
 _B32 = "b" * 52 + ".b32.i2p"
 
 
@@ -88,10 +91,23 @@ def oracle_tcp(hint: str) -> Optional[tuple[str, int]]:
     return (host, int(m["port"])) if _dns_ok(host) else None
 
 
+def _v3_onion_ok(host: str) -> bool:
+    """rend-spec-v3 section 6: base32(PUBKEY | CHECKSUM | VERSION) before '.onion', VERSION 3,
+    CHECKSUM = SHA3-256(".onion checksum" | PUBKEY | VERSION)[:2]; a subdomain before it is allowed."""
+    labels = host.rstrip(".").split(".")
+    if len(labels) < 2 or labels[-1].lower() != "onion":
+        return True  # not an onion name
+    label = labels[-2]
+    if not re.fullmatch(r"[A-Za-z2-7]{56}", label):
+        return False
+    raw = base64.b32decode(label.upper())
+    return raw[34] == 3 and hashlib.sha3_256(b".onion checksum" + raw[:32] + raw[34:]).digest()[:2] == raw[32:34]
+
+
 def oracle_tor(hint: str) -> Optional[tuple[str, int]]:
-    """TYPE:HOST:PORT, HOST a DNS name or a public IPv4 address (no exit reaches others)."""
+    """TYPE:HOST:PORT, HOST a DNS name (a valid v3 address if it is an onion) or a public IPv4 address (no exit reaches others)."""
     m = re.fullmatch(r"[\x21-\x39\x3b-\x7e]*:(?P<host>[^:]+):" + _PORT, hint)
-    if m is None or not _port_ok(m["port"]) or not _dns_ok(m["host"]):
+    if m is None or not _port_ok(m["port"]) or not _dns_ok(m["host"]) or not _v3_onion_ok(m["host"]):
         return None
     try:
         address = ipaddress.ip_address(m["host"])

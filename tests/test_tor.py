@@ -36,7 +36,8 @@ import foolscap_sidetls
 from foolscap_sidetls import tor
 from foolscap_sidetls._endpoints import DialerEndpoint, ListenerEndpoint
 
-ONION = "a" * 56 + ".onion"
+#: A valid v3 onion address (torproject.org's): hints with a mistyped one are refused.
+ONION = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion"
 SERVICE_ID = "b" * 56
 KEY = "ED25519-V3:" + "A" * 86 + "=="  # 64 bytes of base64
 ENABLE = (
