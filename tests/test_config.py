@@ -769,7 +769,13 @@ class Examples(SynchronousTestCase):
             for key in keys:
                 self.assertIn("For 'check' to pass, ", header, name)
                 self.assertIn("%s (relative to this file's directory) must hold" % (key,), header, name)
-                self.assertIn("cp /tmp/n/%s private/" % (key,), header, name)
+                # Each recipe makes a node directory of its own and copies
+                # the example into it: nothing collides, nothing lands
+                # under examples/.
+                node = "/tmp/sidetls-%s" % (name[: -len(".cfg")],)
+                self.assertIn("cp examples/configs/%s %s/node.cfg" % (name, node), header, name)
+                self.assertIn("foolscap-sidetls check %s" % (node,), header, name)
+                self.assertNotIn("/tmp/n ", header + " ", name)
                 self.assertIn("foolscap-sidetls create-node --listen=%s" % ("tor" if "tor" in key else "i2p",),
                               header, name)
             for section, daemon in (("tor", "tor"), ("i2p", "i2pd")):
