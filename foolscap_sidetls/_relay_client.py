@@ -110,6 +110,9 @@ class _ControlClient(Protocol):
 
     transport: Any
     failure: Optional[Exception] = None
+    #: This end has started to close (L{fail} or L{close}): nothing the
+    #: relay sends from then on is acted on.
+    closing = False
     _tls: Optional[TLSMemoryBIOProtocol] = None
     _lines: Optional["_ControlLines"] = None
     _timer: Optional[IDelayedCall] = None
@@ -147,6 +150,7 @@ class _ControlClient(Protocol):
         """Close the control connection, recording C{error} as the reason."""
         if self.failure is None:
             self.failure = error
+        self.closing = True
         self.cancelTimer()
         (self._tls or self.transport).abortConnection()
 
@@ -157,6 +161,7 @@ class _ControlClient(Protocol):
         wedged relay must not hold C{stopListening} (and so
         C{tub.stopService()}) for ever.
         """
+        self.closing = True
         self.cancelTimer()
         lines, tls = self._lines, self._tls
         if lines is not None and tls is not None:
@@ -168,6 +173,10 @@ class _ControlClient(Protocol):
         self._closer.start(self.port._clock, self.port._endpoint._closeTimeout, self.transport)
 
     def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            # Not parsed: after a refusal, a "101" behind it must not start
+            # a TLS session on a connection this end is closing.
+            return
         self._buffer += data
         end = self._buffer.find(wire.END_OF_BLOCK)
         if end == -1:
@@ -220,7 +229,7 @@ class _ControlClient(Protocol):
     # -- from the lines protocol ------------------------------------------------
 
     def sendLine(self, line: bytes) -> None:
-        if self._lines is not None and self.failure is None:
+        if self._lines is not None and not self.closing:
             self._lines.sendLine(line)
 
 
@@ -243,6 +252,8 @@ class _ControlLines(wire.ControlLines):
         wire.ControlLines.connectionMade(self)
 
     def handshakeCompleted(self) -> None:
+        if self.client.closing:
+            return
         certificate = self.transport.getPeerCertificate()
         expected = self.port._endpoint._relayID
         if expected is not None:
@@ -264,6 +275,11 @@ class _ControlLines(wire.ControlLines):
         )
 
     def lineReceived(self, line: bytes) -> None:
+        if self.client.closing:
+            # A graceful close keeps the TLS layer reading until the relay's
+            # close_notify; what comes with it -- an OK, a CONNECT -- is for
+            # a registration this end has already given up.
+            return
         text = line.decode("ascii", "replace")
         command, _, rest = text.partition(" ")
         if command == "CONNECT":
@@ -355,6 +371,8 @@ class _StreamClient(Protocol):
     transport: Any
     _app: Optional[IProtocol] = None
     _timer: Optional[IDelayedCall] = None
+    #: This end has closed the stream before handing it to the Tub.
+    _closing = False
 
     def __init__(self, port: "_RelayedPort", token: str, address: RelayedAddress) -> None:
         self.port = port
@@ -365,8 +383,13 @@ class _StreamClient(Protocol):
 
     def close(self) -> None:
         """Close, and abort if the relay has not let the close finish in time."""
+        self._closing = True
         self.transport.loseConnection()
         self._closer.start(self.port._clock, self.port._endpoint._closeTimeout, self.transport)
+
+    def _abort(self) -> None:
+        self._closing = True
+        self.transport.abortConnection()
 
     def connectionMade(self) -> None:
         self.port._streamConnected(self)
@@ -384,14 +407,18 @@ class _StreamClient(Protocol):
             token=self.token,
             seconds=self.port._endpoint._answerTimeout,
         )
-        self.transport.abortConnection()
+        self._abort()
 
     def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            # Refused, timed out or stopped: a "200" behind the refusal must
+            # not hand the Tub a connection this end is closing.
+            return
         self._buffer += data
         end = self._buffer.find(wire.END_OF_BLOCK)
         if end == -1:
             if len(self._buffer) > wire.MAX_HEADER:
-                self.transport.abortConnection()
+                self._abort()
             return
         end += len(wire.END_OF_BLOCK)
         block, rest = self._buffer[:end], self._buffer[end:]
@@ -457,17 +484,27 @@ class _RelayedPort:
     state = CONNECTING
     last_error: Optional[Failure] = None
     registrations = 0
+    #: Attempts in a row that failed, a registration lost soon after it was
+    #: made included: what the backoff grows with.
+    failures = 0
     _control: Optional[_ControlClient] = None
     _retry: Optional[IDelayedCall] = None
     #: The message of the operator-fixable failure last logged loudly.
     _reported: Optional[str] = None
+    #: When the current registration was made.
+    _registeredAt = 0.0
+    #: The last attempt registered and lost it within the stable time.
+    _flapping = False
 
     def __init__(self, endpoint: "RelayListenerEndpoint", factory: IProtocolFactory) -> None:
         self._endpoint = endpoint
         self._factory = factory
         self._clock = endpoint._clock
         self._listening = True
-        self._delay = endpoint._retryInitial
+        #: What was logged in this run of failures, by (kind, text, wait):
+        #: a repeat is not logged again until the backoff steps or the
+        #: reason changes.
+        self._logged: set[tuple[str, str, float]] = set()
         self._dialing: set["Deferred[Any]"] = set()
         self._streams: set[_StreamClient] = set()
         self._registeredWaiters: list["Deferred[None]"] = []
@@ -549,40 +586,64 @@ class _RelayedPort:
     def _dialFailed(self, reason: Failure) -> None:
         if not self._listening:
             return
+        self._flapping = False
         self._failed(reason)
 
     def _failed(self, reason: Failure) -> None:
+        """
+        Every way an attempt ends without a registration that lasted comes
+        here, and waits as L{RelayListenerEndpoint._backoff} says.
+        """
         self.last_error = reason
+        self.failures += 1
         endpoint = self._endpoint
         why = reason.getErrorMessage()
-        if _needsOperator(reason):
+        advice = _operatorAdvice(reason)
+        base = endpoint._backoff(self.failures, slowest=advice is not None)
+        delay = endpoint._jittered(base)
+        if advice is not None:
             # Retrying cannot fix this one by itself, but the relay's
             # operator can (allow the TubID, restore the relay's key)
             # without anyone restarting this Tub, so keep trying -- at the
             # slowest rate -- and say so once, loudly, not on every retry.
-            self._delay = endpoint._retryMax
             if why != self._reported:
                 self._reported = why
                 _log.error(
-                    "relay {relay}: {why}; this will not clear up by itself (fix the "
-                    "relay's configuration or this Tub's relay URL); still retrying "
-                    "every {delay} s",
+                    "relay {relay}: {why}; this will not clear up by itself ({advice}); "
+                    "still retrying every {delay} s",
                     relay=endpoint._description,
                     why=why,
+                    advice=advice,
                     delay=endpoint._retryMax,
                 )
         else:
             self._reported = None
-        delay = self._delay * (1 + endpoint._jitter * (2 * endpoint._random() - 1))
-        _log.info(
-            "relay {relay}: {why}; retrying in {delay} s",
-            relay=endpoint._description,
-            why=why,
-            delay="%.3g" % (delay,),
-        )
+        if self._firstTime("failed", why, base):
+            _log.info(
+                "relay {relay}: {why}; retrying in {delay} s{more}",
+                relay=endpoint._description,
+                why=why,
+                delay="%.3g" % (delay,),
+                more=(
+                    " (the longest wait: this is not logged again while it repeats)"
+                    if base >= endpoint._retryMax
+                    else ""
+                ),
+            )
         self.state = WAITING
         self._retry = self._clock.callLater(delay, self._connect)
-        self._delay = min(self._delay * 2, endpoint._retryMax)
+
+    def _firstTime(self, kind: str, text: str, base: float) -> bool:
+        """
+        Is this line new in the current run of failures?  Each backoff
+        step logs once; at the longest wait a failure that repeats is not
+        logged again, however long it goes on.
+        """
+        key = (kind, text, base)
+        if key in self._logged:
+            return False
+        self._logged.add(key)
+        return True
 
     def _controlConnected(self, client: _ControlClient) -> None:
         if not self._listening:
@@ -591,15 +652,25 @@ class _RelayedPort:
         self._control = client
 
     def _registered(self, client: _ControlClient) -> None:
+        if not self._listening or client is not self._control:
+            return
         self.state = REGISTERED
         self.registrations += 1
-        self._delay = self._endpoint._retryInitial
-        self._reported = None
-        _log.info(
-            "relay {relay}: registered {tubid}",
-            relay=self._endpoint._description,
-            tubid=self._endpoint._tubid,
-        )
+        self._registeredAt = self._clock.seconds()
+        if not self._flapping:
+            # A registration after anything else -- a first one, or the
+            # relay back after failures -- starts the backoff over.  After
+            # one that was lost at once the count goes on, so a relay that
+            # accepts and drops at once is retried ever more slowly.
+            self.failures = 0
+            self._logged.clear()
+            self._reported = None
+        if self._firstTime("registered", "", self._endpoint._backoff(self.failures)):
+            _log.info(
+                "relay {relay}: registered {tubid}",
+                relay=self._endpoint._description,
+                tubid=self._endpoint._tubid,
+            )
         waiters, self._registeredWaiters = self._registeredWaiters, []
         for d in waiters:
             d.callback(None)
@@ -613,6 +684,15 @@ class _RelayedPort:
         if self._listening:
             if wasRegistered:
                 self.state = CONNECTING
+                lasted = self._clock.seconds() - self._registeredAt
+                self._flapping = lasted < self._endpoint._stableAfter
+                if not self._flapping:
+                    # It held: this loss is the first failure of a new run.
+                    self.failures = 0
+                    self._logged.clear()
+                    self._reported = None
+            else:
+                self._flapping = False
             self._failed(reason)
         self._maybeStopped()
 
@@ -677,26 +757,35 @@ class _RelayedPort:
             d.callback(None)
 
 
-def _needsOperator(reason: Failure) -> bool:
+_CONFIGURATION = "fix the relay's configuration or this Tub's relay URL"
+
+
+def _operatorAdvice(reason: Failure) -> Optional[str]:
     """
-    Is this a failure that retrying cannot fix by itself: the relay is not
-    the one the relay URL pins, or it refuses this TubID for good (not
-    allowed, or not the TubID of our certificate)?  Limits, timeouts and
-    lost connections clear up by themselves.
+    What an operator must do, if this is a failure that retrying cannot
+    fix by itself: the relay is not the one the relay URL pins, it refuses
+    this TubID for good (not allowed, or not the TubID of our
+    certificate), or another process holding this Tub's key registered it
+    over this end's live registration (the two would otherwise take it
+    from each other for ever).  L{None} for the rest -- limits, timeouts,
+    lost connections -- which clear up by themselves.
     """
     if reason.check(wire.RelayIdentityError):
-        return True
+        return _CONFIGURATION
     if reason.check(wire.RelayRefusedError):
         text = reason.getErrorMessage()
-        return any(
+        if "replaced: TubID " in text:
+            return "another process with this Tub's key registered it at the relay: stop one of them"
+        if any(
             marker in text
             for marker in (
                 "is not allowed to register",
                 "this connection's certificate is that of TubID",
                 "no client certificate",
             )
-        )
-    return False
+        ):
+            return _CONFIGURATION
+    return None
 
 
 # -- the endpoint ---------------------------------------------------------------------
@@ -742,10 +831,18 @@ class RelayListenerEndpoint:
             whose certificate digest differs.
         @param retry_initial: Seconds before the first re-registration
             attempt after the channel drops; doubles per failure up to
-            C{retry_max}, back to C{retry_initial} after a success.  A
-            failure only the relay's operator can fix (a relay that is not
-            the pinned one, a TubID the relay does not allow) is logged once
-            at error level and retried every C{retry_max}.
+            C{retry_max}, back to C{retry_initial} after a success.  Every
+            way an attempt can fail counts -- the relay unreachable, a
+            malformed answer, a refusal, a timeout -- and so does a
+            registration lost within twice C{retry_max} seconds when the
+            attempt before it ended the same way: a relay that accepts and drops at
+            once is retried ever more slowly, not every C{retry_initial}.
+            A failure is logged once per backoff step; at C{retry_max} one
+            that repeats is not logged again.  A failure only the relay's
+            operator can fix (a relay that is not the pinned one, a TubID
+            the relay does not allow, another process registering this
+            TubID) is logged once at error level and retried every
+            C{retry_max}.
         @param jitter: Each wait is the backoff times a random factor in
             C{[1 - jitter, 1 + jitter)}, so that Tubs which lost the same
             relay at once do not all come back at once.  0 for none.
@@ -830,6 +927,42 @@ class RelayListenerEndpoint:
 
     def __repr__(self) -> str:
         return "<relay listener for %s via %s>" % (self._tubid, self._description)
+
+    @property
+    def _stableAfter(self) -> float:
+        """
+        How long a registration must last for its loss to start the
+        backoff over: longer than the longest wait, jitter included, so
+        that two processes taking one registration from each other (each
+        holding it for the other's wait) do not count as successes.
+        """
+        return 2 * self._retryMax
+
+    def _backoff(self, failures: int, slowest: bool = False) -> float:
+        """
+        The backoff policy, all of it: the wait before the next attempt
+        after C{failures} failed attempts in a row is C{retry_initial}
+        doubled per failure after the first, up to C{retry_max} --
+        C{retry_max} at once when C{slowest} (a failure only an operator
+        can fix) -- before L{_jittered}.  No failures: 0.
+        """
+        if failures < 1:
+            return 0.0
+        if slowest:
+            return self._retryMax
+        base = self._retryInitial
+        for _ in range(failures - 1):
+            if base >= self._retryMax:
+                break
+            base *= 2
+        return min(base, self._retryMax)
+
+    def _jittered(self, base: float) -> float:
+        """
+        C{base} times a random factor in C{[1 - jitter, 1 + jitter)}, so that
+        Tubs which lost one relay at once do not all come back at once.
+        """
+        return base * (1 + self._jitter * (2 * self._random() - 1))
 
     def listen(self, protocolFactory: IProtocolFactory) -> "Deferred[IListeningPort]":
         """

@@ -22,6 +22,7 @@ Tubs' own TLS session.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, cast
 
@@ -47,6 +48,11 @@ from ._protocol import DEFAULT_CLOSE_TIMEOUT
 
 _log = Logger()
 
+#: A dialer source's default share of a hidden Tub's waiting dialers and
+#: relayed connections: an eighth.  Foolscap keeps one connection per pair
+#: of Tubs, so an honest address needs one per Tub behind it.
+_SHARE_DIVISOR = 8
+
 
 @dataclass(frozen=True)
 class RelayLimits:
@@ -62,10 +68,14 @@ class RelayLimits:
         silent connections cannot keep it out); when every connection is
         past that stage the new one is answered 503 and closed.
     @ivar max_connections_per_source: Connections from one source address
-        (host), so that one client cannot take the whole of
+        (an IPv4 address, or an IPv6 /64, which one host usually holds
+        whole), so that one client cannot take the whole of
         C{max_connections}; beyond it that source's new connections are
-        answered 503.  A hidden Tub's streams come from its own address, so
-        this bounds them as well.
+        answered 503.  A hidden Tub's stream is not counted against its own
+        address once it has claimed its dialer: the dialer it serves is
+        counted against the dialer's, and the stream is bounded by
+        C{max_streams_per_registration} -- otherwise dialers from anywhere
+        could use up the hidden Tub's address's allowance and cut it off.
     @ivar max_registrations: Hidden Tubs registered at once.  A control
         connection registers at most one TubID, that of its certificate.
     @ivar max_registrations_per_source: Hidden Tubs registered from one
@@ -75,6 +85,18 @@ class RelayLimits:
         for it to open their stream.
     @ivar max_streams_per_registration: Relayed connections of one hidden
         Tub, open or waiting.
+    @ivar max_pending_per_dialer_source: Of those waiting dialers, how many
+        may come from one source address; by default an eighth of
+        C{max_pending_per_registration} (at least 1).
+    @ivar max_streams_per_dialer_source: Of a hidden Tub's relayed
+        connections, open or waiting, how many may come from one source
+        address; by default an eighth of C{max_streams_per_registration}
+        (at least 1).  The relay cannot see whether a relayed connection
+        is doing anything useful -- its bytes are the two Tubs' TLS -- so
+        this share is what keeps one address, holding connections that
+        say C{GET /id/<tubid>} and then nothing, from taking every one a
+        hidden Tub is allowed and cutting it off from everyone else.  Set
+        explicitly, each share must be below its per-registration limit.
     @ivar header_timeout: Seconds a new connection has to send its first
         header block, and a control connection to register.
     @ivar stream_timeout: Seconds the hidden Tub has to open a dialer's
@@ -97,6 +119,10 @@ class RelayLimits:
     stream_timeout: float = 30.0
     control_idle_timeout: float = 180.0
     close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT
+    # Optional here only so that the default can follow the limit it is a
+    # share of; after construction each is an int.
+    max_pending_per_dialer_source: Optional[int] = None
+    max_streams_per_dialer_source: Optional[int] = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -111,6 +137,33 @@ class RelayLimits:
         for name in ("header_timeout", "stream_timeout", "control_idle_timeout"):
             wire.check_seconds(getattr(self, name), name, "RelayLimits")
         wire.check_seconds(self.close_timeout, "close_timeout", "RelayLimits", optional=True)
+        self._share("max_pending_per_dialer_source", "max_pending_per_registration")
+        self._share("max_streams_per_dialer_source", "max_streams_per_registration")
+
+    def _share(self, name: str, of: str) -> None:
+        """
+        Check, or default, the share C{name} of the per-registration limit
+        C{of} that one dialer source may hold: a share equal to the whole
+        would let one address cut a hidden Tub off again.
+        """
+        whole = getattr(self, of)
+        value = getattr(self, name)
+        if value is None:
+            object.__setattr__(self, name, max(1, whole // _SHARE_DIVISOR))
+            return
+        wire.check_count(value, name, "RelayLimits")
+        if value >= whole and whole > 1:
+            raise ValueError(
+                "RelayLimits: %s must be less than %s (%d), got %d: otherwise one "
+                "dialer address can take them all and cut the hidden Tub off from "
+                "every other dialer; leave it out for an eighth (%d)"
+                % (name, of, whole, value, max(1, whole // _SHARE_DIVISOR))
+            )
+        if value > whole:
+            raise ValueError(
+                "RelayLimits: %s must be at most %s (%d), got %d"
+                % (name, of, whole, value)
+            )
 
 
 class _Pending:
@@ -171,6 +224,11 @@ class _RelayConnection(Protocol):
     _timer: Optional[IDelayedCall] = None
     _readPaused = False
     _counted = False
+    #: Counted against C{source}'s connections (a stream stops being once
+    #: it claims its dialer).
+    _sourceCounted = False
+    #: Bytes read after this end had closed, and so not passed on.
+    discarded = 0
 
     def __init__(self, server: "RelayServer", addr: Optional[IAddress]) -> None:
         self._server = server
@@ -262,17 +320,43 @@ class _RelayConnection(Protocol):
         has not let that happen within the close timeout: a peer that
         stops reading must not hold the connection for ever.
         """
+        self._stopRelaying()
         # Through the TLS layer when there is one: it flushes, says
         # close_notify, and then waits for the peer's.
         (self._tls or self.transport).loseConnection()
         self._closer.start(self._server._clock, self._server.limits.close_timeout, self.transport)
 
+    def abort(self) -> None:
+        """Drop the connection now; nothing it still reads goes anywhere."""
+        self._cancelTimer()
+        self._stopRelaying()
+        self.transport.abortConnection()
+
     def evict(self) -> None:
         """Drop this connection, still in its header stage, for a newer one."""
-        self._cancelTimer()
+        self.abort()
+
+    def _stopRelaying(self) -> None:
+        """
+        This end is closing: whatever the transport still delivers -- a
+        transport may hand over bytes it had already read, and a graceful
+        close keeps reading until the peer's close -- is dropped here, not
+        passed to a splice's other end or parsed as a header.  A control
+        connection's TLS layer must keep reading to see the hidden Tub's
+        close_notify; its lines protocol ignores what comes after the close.
+        """
         self.state = _CLOSING
         self._buffer = b""
-        self.transport.abortConnection()
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            # A stream arriving for it now is told no dialer is waiting,
+            # rather than spliced to a connection that is going away.
+            self._server._dropPending(pending)
+        if self._tls is None:
+            self.dataReceived = self._discard  # type: ignore[method-assign]
+
+    def _discard(self, data: bytes) -> None:
+        self.discarded += len(data)
 
     def _headerTimedOut(self) -> None:
         self._timer = None
@@ -319,6 +403,8 @@ class _RelayConnection(Protocol):
         if peer is not None:
             peer.peer = None
             _unsplice(peer.transport)
+            # Its reads were going to this end's dead transport; close()
+            # drops them from here on.
             peer.close()
         self._server._connectionLost(self)
 
@@ -374,6 +460,7 @@ class _ControlChannel(wire.ControlLines):
             # Silent too long: the hidden Tub (or the path to it) is gone.
             # Nothing useful can be said to a peer that does not answer.
             self._closing = True
+            self._server._controlLost(self)
             self.transport.abortConnection()
 
     def sendLine(self, line: bytes) -> None:
@@ -386,6 +473,11 @@ class _ControlChannel(wire.ControlLines):
             return
         self.sendLine(b"ERROR " + " ".join(text.split()).encode("ascii", "replace"))
         self._closing = True
+        # The registration ends with the channel that carried it, now: a
+        # dialer arriving while the close finishes is told at once that
+        # the Tub is not registered, rather than waiting for a CONNECT
+        # that this closing channel would never send.
+        self._server._controlLost(self)
         # The TLS layer closes only once its producer is gone, and then
         # waits for the hidden Tub's close_notify: bounded by the
         # connection's close timeout.
@@ -556,6 +648,8 @@ class RelayServer:
         self._registrationsPerSource: dict[str, int] = {}
         self._pending: dict[str, _Pending] = {}
         self._streams: dict[str, int] = {}
+        #: Spliced connections by (TubID, dialer source).
+        self._streamsBySource: dict[tuple[str, str], int] = {}
         self._ports: list[IListeningPort] = []
         self._emptyWaiters: list["Deferred[None]"] = []
         self.relayed = 0
@@ -612,11 +706,18 @@ class RelayServer:
         """Connections open at the relay, in any state."""
         return len(self._connections)
 
-    def streams(self, tubid: str) -> int:
-        """Relayed connections open for C{tubid}, spliced or waiting."""
+    def streams(self, tubid: str, source: Optional[str] = None) -> int:
+        """
+        Relayed connections open for C{tubid}, spliced or waiting; with
+        C{source}, only those whose dialer came from that source (as the
+        per-source limits count it: an IPv4 address or an IPv6 /64).
+        """
         registration = self._registrations.get(tubid)
-        waiting = len(registration.pending) if registration else 0
-        return self._streams.get(tubid, 0) + waiting
+        pending = list(registration.pending.values()) if registration else []
+        if source is None:
+            return self._streams.get(tubid, 0) + len(pending)
+        waiting = sum(1 for p in pending if p.dialer.source == source)
+        return self._streamsBySource.get((tubid, source), 0) + waiting
 
     def stop(self) -> "Deferred[None]":
         """
@@ -632,7 +733,7 @@ class RelayServer:
             self._emptyWaiters.append(empty)
             waits.append(empty)
             for connection in list(self._open):
-                connection.transport.abortConnection()
+                connection.abort()
         return defer.gatherResults(waits).addCallback(lambda _: None)
 
     # -- from connections ------------------------------------------------------
@@ -669,7 +770,7 @@ class RelayServer:
             oldest.evict()
         connection._counted = True
         self._connections.add(connection)
-        self._perSource[source] = self._perSource.get(source, 0) + 1
+        self._countSource(connection)
         self._inHeader[connection] = None
 
     def _headerDone(self, connection: _RelayConnection) -> None:
@@ -682,22 +783,24 @@ class RelayServer:
         connection._counted = False
         self._connections.discard(connection)
         self._inHeader.pop(connection, None)
-        count = self._perSource.get(connection.source, 0) - 1
-        if count > 0:
-            self._perSource[connection.source] = count
-        else:
-            self._perSource.pop(connection.source, None)
+        self._uncountSource(connection)
+
+    def _countSource(self, connection: _RelayConnection) -> None:
+        connection._sourceCounted = True
+        _increment(self._perSource, connection.source)
+
+    def _uncountSource(self, connection: _RelayConnection) -> None:
+        if connection._sourceCounted:
+            connection._sourceCounted = False
+            _decrement(self._perSource, connection.source)
 
     def _connectionLost(self, connection: _RelayConnection) -> None:
         pending, connection.pending = connection.pending, None
         if pending is not None:
             self._dropPending(pending)
         if connection.kind == "dialer" and connection.tubid is not None:
-            count = self._streams.get(connection.tubid, 0) - 1
-            if count > 0:
-                self._streams[connection.tubid] = count
-            else:
-                self._streams.pop(connection.tubid, None)
+            _decrement(self._streams, connection.tubid)
+            _decrement(self._streamsBySource, (connection.tubid, connection.source))
             connection.tubid = None
         self._forget(connection)
         self._open.discard(connection)
@@ -718,6 +821,29 @@ class RelayServer:
             )
             return
         limits = self.limits
+        source = dialer.source
+        # The dialer's own address first: past its share it is the one to
+        # be told, and it must not use up what other addresses may have.
+        waiting = sum(1 for p in registration.pending.values() if p.dialer.source == source)
+        if waiting >= cast(int, limits.max_pending_per_dialer_source):
+            dialer.refuse(
+                503,
+                "Service Unavailable",
+                "%d connections from %s to TubID %s are already waiting for the "
+                "hidden Tub to answer, the relay's limit per source address; try later"
+                % (waiting, source, tubid),
+            )
+            return
+        held = waiting + self._streamsBySource.get((tubid, source), 0)
+        if held >= cast(int, limits.max_streams_per_dialer_source):
+            dialer.refuse(
+                503,
+                "Service Unavailable",
+                "%s already has %d relayed connections to TubID %s, the relay's "
+                "limit per source address and hidden Tub; try later"
+                % (source, held, tubid),
+            )
+            return
         if len(registration.pending) >= limits.max_pending_per_registration:
             dialer.refuse(
                 503,
@@ -764,7 +890,13 @@ class RelayServer:
         dialer.pending = None
         tubid = pending.registration.tubid
         dialer.tubid = tubid
-        self._streams[tubid] = self._streams.get(tubid, 0) + 1
+        _increment(self._streams, tubid)
+        _increment(self._streamsBySource, (tubid, dialer.source))
+        # The stream serves a dialer that is counted against its own source
+        # (and against this registration's limits): counting the stream
+        # against the hidden Tub's address too would let dialers from
+        # anywhere use up that address's allowance and cut the Tub off.
+        self._uncountSource(stream)
         self.relayed += 1
         self._splice(dialer, stream)
 
@@ -891,8 +1023,34 @@ def _hostAndPort(addr: Any) -> tuple[str, int]:
 
 
 def _sourceOf(addr: Any) -> str:
-    """What the per-source limits count by: the peer's host."""
-    return _hostAndPort(addr)[0]
+    """
+    What the per-source limits count by: the peer's IPv4 address, or the
+    /64 of its IPv6 address -- one host is usually given a whole /64 and
+    may use any address in it, so counting by address would give it as
+    many allowances as it likes.  Anything else (a name) as it is.
+    """
+    host = _hostAndPort(addr)[0]
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return host
+
+
+def _increment(counts: dict[Any, int], key: Any) -> None:
+    counts[key] = counts.get(key, 0) + 1
+
+
+def _decrement(counts: dict[Any, int], key: Any) -> None:
+    count = counts.get(key, 0) - 1
+    if count > 0:
+        counts[key] = count
+    else:
+        counts.pop(key, None)
 
 
 def _joinTransports(a: Any, b: Any) -> None:
