@@ -24,6 +24,12 @@ Or run the three parts separately (each serves until Ctrl-C)::
 
 Use --host to put another address in the relay URL (the relay itself binds
 to --interface, 127.0.0.1 by default).
+
+While a step waits (the hidden Tub registering with a relay that is down,
+say), it says so every 10 seconds, with the last error.  Ctrl-C (or
+SIGTERM) stops any of them at any point, as ``foolscap-sidetls serve``
+does: "stopping...", the Tub and relay stopped (the hidden Tub's
+registration withdrawn), "stopped", exit status 0.
 """
 
 from __future__ import annotations
@@ -31,11 +37,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from typing import Any, Callable, Optional
 
 from twisted.internet import defer, task
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.tcp import Client as TCPClientSocket, Port as TCPPort
+from twisted.python.failure import Failure
 from foolscap import crypto
 from foolscap.api import Referenceable, Tub
 
@@ -44,6 +52,8 @@ from foolscap_sidetls import relay
 PAYLOAD = 1024 * 1024
 #: How long the demo waits for any one step before giving up.
 STEP_TIMEOUT = 30.0
+#: How often a step that is still under way says so.
+STILL_WAITING = 10
 
 
 class Echo(Referenceable):
@@ -52,7 +62,69 @@ class Echo(Referenceable):
 
 
 def _forever() -> "defer.Deferred[None]":
+    """Until Ctrl-C cancels it."""
     return defer.Deferred()
+
+
+class Waiting:
+    """
+    While a step is under way, every L{STILL_WAITING} seconds, prints that
+    it still is and how it is doing (C{how()}): a relay that is down is
+    retried quietly, and silence looks like a hang.
+    """
+
+    def __init__(self, reactor: Any, how: Callable[[], str]) -> None:
+        self._started = time.monotonic()
+        self._how = how
+        self._ticker = task.LoopingCall(self._tick)
+        self._ticker.clock = reactor
+        self._ticker.start(STILL_WAITING, now=False)
+
+    def done(self) -> None:
+        if self._ticker.running:
+            self._ticker.stop()
+
+    def _tick(self) -> None:
+        print("  [%5.1f s] ... still %s" % (time.monotonic() - self._started, self._how()), flush=True)
+
+
+def until_stopped(reactor: Any, start: Callable[[], "defer.Deferred[Any]"]) -> "defer.Deferred[Any]":
+    """
+    C{start()}'s result, started once the reactor runs (only then are its
+    signal handlers in place, so an early Ctrl-C stops cleanly rather than
+    raising KeyboardInterrupt); a failure is one line, "error: ...", and
+    exit status 1.  Ctrl-C or SIGTERM cancels it, waits for its cleanup
+    (each part stops what it started), and is no error: "stopped", exit
+    status 0, as for C{foolscap-sidetls serve}.
+    """
+    state: dict[str, Any] = {"work": None, "stopping": False}
+    ended: "defer.Deferred[None]" = defer.Deferred()
+
+    def settle(result: Any) -> Any:
+        ended.callback(None)
+        if state["stopping"]:
+            return None
+        if isinstance(result, Failure) and not result.check(SystemExit):
+            print("error: %s" % (result.getErrorMessage(),), file=sys.stderr, flush=True)
+            raise SystemExit(1)
+        return result
+
+    def shutdown() -> Optional["defer.Deferred[None]"]:
+        if ended.called:
+            return None  # it ended by itself; the reactor stops after it
+        state["stopping"] = True
+        print("stopping...", flush=True)
+        state["work"].cancel()
+        return ended.addCallback(lambda _: print("stopped", flush=True))
+
+    def begin(_: None) -> "defer.Deferred[Any]":
+        reactor.addSystemEventTrigger("before", "shutdown", shutdown)
+        state["work"] = start()
+        return state["work"].addBoth(settle)
+
+    running: "defer.Deferred[None]" = defer.Deferred()
+    reactor.callWhenRunning(running.callback, None)
+    return running.addCallback(begin)
 
 
 @defer.inlineCallbacks
@@ -167,35 +239,60 @@ def _bounded(reactor: Any, d: "defer.Deferred[Any]", what: str) -> "defer.Deferr
 
 @defer.inlineCallbacks
 def run_relay(reactor: Any, args: argparse.Namespace) -> Any:
-    server, port, url = yield start_relay(
-        reactor,
-        relay.RelayServer(cert_file=args.cert_file),
-        args.port,
-        args.interface,
-        args.host or args.interface,
+    server = relay.RelayServer(cert_file=args.cert_file)
+    try:
+        server, port, url = yield start_relay(
+            reactor, server, args.port, args.interface, args.host or args.interface
+        )
+        print("relay URL: %s" % (url,))
+        print("serving; Ctrl-C to stop", flush=True)
+        yield _forever()
+    finally:
+        yield server.stop()
+
+
+def _registration(endpoint: relay.RelayListenerEndpoint) -> str:
+    """How registering is going, for L{Waiting}."""
+    error = endpoint.last_error
+    return "registering with the relay: %s%s" % (
+        endpoint.state,
+        " (last error: %s)" % (error.getErrorMessage(),) if error is not None else "",
     )
-    print("relay URL: %s" % (url,), flush=True)
-    yield _forever()
 
 
 @defer.inlineCallbacks
 def run_hidden(reactor: Any, args: argparse.Namespace) -> Any:
     tub, endpoint, furl = start_hidden(args.url, args.cert_file)
-    print("registering with %s ..." % (args.url,), flush=True)
-    yield endpoint.when_registered()
-    print("registered; FURL: %s" % (furl,), flush=True)
-    yield _forever()
+    try:
+        print("registering with %s ..." % (args.url,), flush=True)
+        waiting = Waiting(reactor, lambda: _registration(endpoint))
+        try:
+            yield endpoint.when_registered()
+        finally:
+            waiting.done()
+        print("registered; FURL: %s" % (furl,))
+        print("serving; Ctrl-C to stop", flush=True)
+        yield _forever()
+    finally:
+        yield tub.stopService()  # withdraws the registration
 
 
 @defer.inlineCallbacks
 def run_dial(reactor: Any, args: argparse.Namespace) -> Any:
     tub = Tub()
     tub.startService()
-    rref = yield tub.getReference(args.furl)
-    payload = os.urandom(PAYLOAD)
-    echoed = yield rref.callRemote("echo", payload)
-    print("echo of 1 MiB: %s" % ("intact" if echoed == payload else "WRONG DATA"))
-    yield tub.stopService()
+    try:
+        print("connecting to %s ..." % (args.furl,), flush=True)
+        waiting = Waiting(reactor, lambda: "connecting (Foolscap tries each hint in the FURL)")
+        try:
+            rref = yield tub.getReference(args.furl)
+        finally:
+            waiting.done()
+        payload = os.urandom(PAYLOAD)
+        echoed = yield rref.callRemote("echo", payload)
+        print("echo of 1 MiB: %s" % ("intact" if echoed == payload else "WRONG DATA"))
+    finally:
+        yield tub.stopService()
     if echoed != payload:
         raise SystemExit(1)
 
@@ -224,10 +321,10 @@ def main() -> None:
     d.add_argument("furl")
     args = parser.parse_args()
     if args.command is None:
-        task.react(_demoOrExplain)
+        task.react(lambda reactor: until_stopped(reactor, lambda: _demoOrExplain(reactor)))
     else:
         run = {"relay": run_relay, "hidden": run_hidden, "dial": run_dial}[args.command]
-        task.react(run, (args,))
+        task.react(lambda reactor: until_stopped(reactor, lambda: run(reactor, args)))
 
 
 if __name__ == "__main__":
