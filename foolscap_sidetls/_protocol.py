@@ -260,7 +260,8 @@ class SideTLSProtocol(ProtocolWrapper):
     _closeTimer: Any = None
     #: Seconds after which the close timer aborted the connection, if it did.
     _closeAborted: Optional[float] = None
-    #: This end (its application) asked to close the connection.
+    #: This end (its application, or one of our limits) closed or aborted
+    #: the connection: nothing more reaches the application.
     _closing = False
     #: Plaintext bytes arrived from the peer.
     _received = False
@@ -293,6 +294,16 @@ class SideTLSProtocol(ProtocolWrapper):
         "normal" side: C{True} (Foolscap's only use) means the dialer is the
         TLS client; C{False} swaps them.
         """
+        if self._lost:
+            # Twisted's TCP transport refuses too (it has dropped its
+            # protocol by then).  Starting would arm a handshake timer that
+            # nothing cancels any more, and a TLS layer that could tell the
+            # application of the loss a second time.  Foolscap gets here
+            # through its debug timers, which its connectionLost fires.
+            raise RuntimeError(
+                "startTLS called after the connection was lost; there is no "
+                "connection left to secure (%r)" % (self,)
+            )
         if self._tls is not None:
             raise RuntimeError(
                 "startTLS called twice on one connection; foolscap-sidetls "
@@ -360,9 +371,33 @@ class SideTLSProtocol(ProtocolWrapper):
         else:
             self.transport.writeSequence(data)
 
-    def loseConnection(self) -> None:
+    def _stopDelivering(self) -> None:
+        """
+        This end closed the connection: like a TCP transport, which stops
+        reading once closed, let nothing more reach the application, in
+        any phase, while the close completes.
+
+        Foolscap's C{Negotiation} does not stop by itself: handed another
+        header block after it closed, it rejects that one too -- another
+        logged Failure, another C{500} line written -- so a peer that sends
+        thousands of empty blocks in one read would get thousands of
+        answers.  It would also report the last block's error instead of
+        the one it closed the connection for.
+
+        Done here, at close time, rather than by a test on every delivery:
+        the plaintext loop stops on L{_closing}, and the TLS layer, which
+        after negotiation hands plaintext straight to the application, is
+        pointed back at L{_TLSApplicationSide}, which drops it.  (The TLS
+        layer itself still reads: the peer's close_notify ends the close.)
+        """
         self.disconnecting = True
         self._closing = True
+        tls = self._tls
+        if tls is not None:
+            tls.wrappedProtocol = self._appSide  # type: ignore[assignment]
+
+    def loseConnection(self) -> None:
+        self._stopDelivering()
         timeout = self.factory.closeTimeout
         if timeout and self._closeTimer is None and not self._lost:
             self._closeTimer = self.factory.clock.callLater(
@@ -370,17 +405,12 @@ class SideTLSProtocol(ProtocolWrapper):
             )
         tls = self._tls
         if tls is not None:
-            # Like a TCP transport, which stops reading once closed: nothing
-            # more reaches the application.  (Foolscap's Negotiation would
-            # otherwise parse the peer's next block and report that error
-            # instead of the one it closed the connection for.)
-            tls.wrappedProtocol = self._appSide  # type: ignore[assignment]
             tls.loseConnection()
         else:
             self.transport.loseConnection()
 
     def abortConnection(self) -> None:
-        self.disconnecting = True
+        self._stopDelivering()
         if self.transport is None or self._lost:
             return
         if self._tls is not None:
@@ -465,6 +495,10 @@ class SideTLSProtocol(ProtocolWrapper):
             block, data = data[:cut], data[cut:]
             self._tail = b""
             self._app.dataReceived(block)
+            if self._closing:
+                # The application closed on that block: the rest of this
+                # read is not for it (see _stopDelivering).
+                return
             if self._tls is not None:
                 if data:
                     self.dataReceived(data)
@@ -664,8 +698,7 @@ class SideTLSProtocol(ProtocolWrapper):
         self._diagnosis = explainTimeout(
             self.tlsSide == "client", self._peerPrefix, timeout
         )
-        assert self._tls is not None
-        self._tls.abortConnection()
+        self.abortConnection()
 
     def _cancelHandshakeTimer(self) -> None:
         if self._handshakeTimer is not None:

@@ -65,6 +65,23 @@ _MAX_LINE = 256
 _log = Logger()
 
 
+def _discard(data: bytes) -> None:
+    """What a closed connection's protocol does with bytes that still arrive."""
+
+
+def _closing(transport: Any) -> bool:
+    """
+    Whether C{transport} was closed or aborted at this end.  Twisted's TCP
+    transports record an abort only privately (C{_aborting}), and stop
+    reading at once.
+    """
+    return bool(
+        getattr(transport, "disconnecting", False)
+        or getattr(transport, "disconnected", False)
+        or getattr(transport, "_aborting", False)
+    )
+
+
 # -- the relay ---------------------------------------------------------------
 
 
@@ -101,6 +118,18 @@ class _RelayEnd(Protocol):
             self._readPaused = True
             self.transport.pauseProducing()
 
+    def close(self, abort: bool = False) -> None:
+        """
+        Close this end: it forwards nothing it still receives (a socket
+        stops reading once closed; this holds for any transport).
+        """
+        self.dataReceived = _discard  # type: ignore[method-assign]
+        self._pending, self._pendingSize = [], 0
+        if abort:
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
+
     def _takePending(self) -> bytes:
         data, self._pending, self._pendingSize = b"".join(self._pending), [], 0
         return data
@@ -113,7 +142,7 @@ class _RelayEnd(Protocol):
             # consumer with a paused producer never finishes closing, so
             # unregister before asking it to close (after flushing).
             peer.transport.unregisterProducer()
-            peer.transport.loseConnection()
+            peer.close()
         self._relay._departed(self)
 
 
@@ -215,7 +244,7 @@ class SpliceRelay:
             self._emptyWaiters.append(empty)
             stopped.append(empty)
             for end in list(self._ends):
-                end.transport.abortConnection()
+                end.close(abort=True)
         return defer.gatherResults(stopped).addCallback(lambda _: None)
 
     def back_endpoint(self) -> IStreamClientEndpoint:
@@ -312,16 +341,27 @@ class _ParkedProtocol(Protocol):
             return
         app = self._port._wentLive(self, address)
         if app is None:
-            self.transport.loseConnection()
+            self._close()
             return
         self._app = app
         app.makeConnection(self.transport)
-        if rest and self._app is not None:
+        # The application may have closed the connection already (in
+        # connectionMade): then the rest of this read is not for it.
+        if rest and self._app is not None and not _closing(self.transport):
             self._app.dataReceived(rest)
 
     def _refuse(self, why: str) -> None:
         _log.warn("reverse listener: {why}; dropping connection", why=why)
-        self.transport.abortConnection()
+        self._close(abort=True)
+
+    def _close(self, abort: bool = False) -> None:
+        """Close a connection still parked: nothing it receives after counts, not even a liveness line."""
+        self.dataReceived = _discard  # type: ignore[method-assign]
+        self._buffer = b""
+        if abort:
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         app, self._app = self._app, None
@@ -413,7 +453,7 @@ class _ReversePort:
         for d in list(self._dialing):
             d.cancel()
         for parked in list(self._parked):
-            parked.transport.loseConnection()
+            parked._close()
         done: Deferred[None] = Deferred()
         self._stopWaiters.append(done)
         self._maybeStopped()
@@ -483,7 +523,7 @@ class _ReversePort:
         if self._relayAddress is None:
             self._relayAddress = proto.transport.getPeer()
         if not self._listening:
-            proto.transport.loseConnection()
+            proto._close()
 
     def _wentLive(self, proto: _ParkedProtocol, address: IPv4Address) -> Optional[IProtocol]:
         if not self._listening:

@@ -186,6 +186,8 @@ class MemoryTransport:
         self._streaming = True
         self._producerPaused = False
         self._closeRequested = False
+        #: Closed or aborted at this end: received bytes are dropped.
+        self._readingStopped = False
         self._tls: Any = None
         self._raw = _RawPipe(self)
         self.sent: list[bytes] = []
@@ -206,15 +208,28 @@ class MemoryTransport:
 
     def loseConnection(self) -> None:
         if self._tls is not None:
+            self._closeApplication()
             self._tls.loseConnection()
         else:
             self._close()
 
     def abortConnection(self) -> None:
         if self._tls is not None:
+            self._closeApplication()
             self._tls.abortConnection()
         else:
             self._abort()
+
+    def _closeApplication(self) -> None:
+        """
+        The application closed a TLS connection: the TLS layer goes on
+        reading (the peer's close_notify completes the close), but, as over
+        a socket that stops reading, no byte of it reaches the application.
+        """
+        self.disconnecting = True
+        tls = self._tls
+        if not isinstance(tls.wrappedProtocol, _ClosedApplication):
+            tls.wrappedProtocol = _ClosedApplication(tls.wrappedProtocol)
 
     # ITCPTransport (which ITLSTransport extends) promises IP addresses;
     # these are memory addresses, which is the point of the adapter in
@@ -337,6 +352,10 @@ class MemoryTransport:
         for chunk in self._network.splitter(data):
             if self.disconnected or self.protocol is None:
                 return
+            if self._readingStopped:
+                # Closed or aborted (by its protocol, or by a TLS layer
+                # above that has finished): like a socket, it reads no more.
+                break
             self.protocol.dataReceived(chunk)
         peer = self.peer
         if peer is not None:
@@ -382,6 +401,7 @@ class MemoryTransport:
         if self.disconnected or self._closeRequested:
             return
         self._closeRequested = True
+        self._readingStopped = True
         self.disconnecting = True
         self._finishClose()
 
@@ -400,6 +420,7 @@ class MemoryTransport:
         if self.disconnected:
             return
         self.disconnecting = True
+        self._readingStopped = True
         self._inbound = []
         if self.peer is not None:
             self.peer._inbound = []
@@ -427,6 +448,30 @@ class MemoryTransport:
         protocol, self.protocol = self.protocol, None
         if protocol is not None:
             protocol.connectionLost(Failure(why))
+
+
+@implementer(IProtocol)
+class _ClosedApplication:
+    """
+    What a TLS layer started by L{MemoryTransport.startTLS} delivers to
+    once its application closed the connection: nothing more, except the
+    news of the loss.
+    """
+
+    def __init__(self, application: Any) -> None:
+        self._application = application
+
+    def makeConnection(self, transport: Any) -> None:
+        pass
+
+    def connectionMade(self) -> None:
+        pass
+
+    def dataReceived(self, data: bytes) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._application.connectionLost(reason)
 
 
 @implementer(IListeningPort)
