@@ -51,11 +51,13 @@ from typing import Any, Callable, Mapping, Optional, Union
 
 from zope.interface import implementer
 from twisted.application import service
-from twisted.internet import defer, error
+from twisted.application.internet import backoffPolicy
+from twisted.internet import defer, error, task
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.interfaces import (
     IAddress,
+    IDelayedCall,
     IListeningPort,
     IProtocol,
     IProtocolFactory,
@@ -120,9 +122,16 @@ _SIGNATURE_TYPE = "EdDSA_SHA512_Ed25519"
 #: STREAM ACCEPTs kept open per listening session (SAM >= 3.1 on i2pd and
 #: SAM 3.2 on Java I2P allow several; one is used where they do not).
 _PENDING_ACCEPTS = 2
-#: Delays between attempts to reopen a listener's lost session.
+#: A listener's retries (a STREAM ACCEPT, or reopening its lost session)
+#: wait _RETRY_FIRST s after a first failure, twice as long after each
+#: further one, at most _RETRY_MAX s.  The wait starts over after an
+#: accepted, well-formed peer, or when _RETRY_RESET s passed since the last
+#: retry without a failure.
 _RETRY_FIRST = 0.5
 _RETRY_MAX = 10.0
+_RETRY_RESET = 60.0
+#: The longest SAM reply line accepted (a destination is ~520 bytes).
+_MAX_LINE = 65536
 
 _OPENING_SESSION = "opening SAM session (can take ~20 s)"
 _ENABLE_SAM = (
@@ -482,9 +491,13 @@ class _I2PStreamTransport:
         self._t.writeSequence(data)
 
     def loseConnection(self) -> None:
+        # Bytes the bridge sends after this are dropped, not delivered: the
+        # application is done with this stream.
+        self._sam.app_closed = True
         self._t.loseConnection()
 
     def abortConnection(self) -> None:
+        self._sam.app_closed = True
         self._t.abortConnection()
 
     def getPeer(self) -> I2PAddress:
@@ -548,6 +561,8 @@ class _SAMConnection(Protocol):
         self._app: Optional[IProtocol] = None
         self._lostWaiters: list[Deferred] = []
         self.lost = False
+        #: Set once the application closed its stream: no byte reaches it after that.
+        self.app_closed = False
         self.version: Optional[str] = None
         self.hello: Deferred = Deferred()
 
@@ -601,6 +616,13 @@ class _SAMConnection(Protocol):
         d: Deferred = Deferred(self._cancel)
         self._pending = (d, "STREAM ACCEPT", "", True)
         self._drain()
+        if self.lost and self._pending is not None and self._pending[0] is d:
+            # The bridge closed the socket right after its STREAM STATUS:
+            # no peer line will come.
+            self._pending = None
+            d.errback(SAMConnectionLost(
+                "the SAM bridge at %s closed the STREAM ACCEPT connection before a peer arrived" % (self.where,)
+            ))
         return d
 
     def attach(self, app: IProtocol, host: I2PAddress, peer: I2PAddress) -> None:
@@ -609,7 +631,7 @@ class _SAMConnection(Protocol):
         self._app = app
         app.makeConnection(_I2PStreamTransport(self, host, peer))
         held, self._buffer = self._buffer, b""
-        if held and not self.lost:
+        if held and not self.lost and not self.app_closed:
             app.dataReceived(held)
         if self.lost and self._app is not None:
             # The bridge closed the stream before it was handed over.
@@ -659,7 +681,8 @@ class _SAMConnection(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         if self._mode == "data":
-            assert self._app is not None
+            if self.app_closed or self._app is None:
+                return
             self._app.dataReceived(data)
             return
         self._buffer += data
@@ -669,9 +692,20 @@ class _SAMConnection(Protocol):
         while self._mode == "lines":
             end = self._buffer.find(b"\n")
             if end == -1:
-                if len(self._buffer) > 65536:
-                    log.warn("SAM bridge at {where} sent an over-long line; closing", where=self.where)
+                if len(self._buffer) > _MAX_LINE:
+                    # Reported through the pending command (so a listener
+                    # logs it once per retry step, not once per socket).
+                    self._buffer = b""
+                    pending, self._pending = self._pending, None
+                    self._stopTimer()
                     self.abort()
+                    if pending is not None:
+                        pending[0].errback(I2PError(
+                            "the SAM bridge at %s sent a line longer than %d bytes while we waited for the "
+                            "answer to %s" % (self.where, _MAX_LINE, pending[1])
+                        ))
+                    else:
+                        log.debug("SAM bridge at {where} sent an over-long line; closing", where=self.where)
                 return
             line = self._buffer[:end].rstrip(b"\r").decode("utf-8", "replace")
             self._buffer = self._buffer[end + 1 :]
@@ -1742,7 +1776,7 @@ class _Launcher:
                     "the launched i2pd's SAM bridge did not answer on 127.0.0.1:%d within %d s (%s); "
                     "its log: %s" % (self.sam_port, LAUNCH_TIMEOUT, last, self._log_tail())
                 )
-            await _sleep(self.reactor, delay)
+            await task.deferLater(self.reactor, delay, lambda: None)
             delay = min(delay * 2, 0.5)
 
     def _log_tail(self) -> str:
@@ -1773,12 +1807,6 @@ class _Launcher:
                 self._temporary = None
 
         return d.addBoth(clean)
-
-
-def _sleep(reactor: IReactorTime, seconds: float) -> Deferred:
-    d: Deferred = Deferred(lambda _: timer.cancel())
-    timer = reactor.callLater(seconds, d.callback, None)
-    return d
 
 
 def launch(
@@ -1832,6 +1860,14 @@ class _SAMListeningPort:
     A listening session's accepting sockets: keeps a few C{STREAM ACCEPT}s
     open, hands each incoming stream to the factory, and reopens the
     session (same key, same address) if the router drops it.
+
+    Every failure -- a STREAM ACCEPT refused, closed before a peer came, or
+    answered with a bad peer line; a bridge that does not answer HELLO; the
+    session lost, or not reopened -- is a step of one backoff: one retry
+    pending at a time, one warning per step, the wait doubling up to
+    L{_RETRY_MAX}.  So a bridge that fails every socket costs a few sockets
+    per step rather than a tight reconnect loop, and a failure repeated on
+    each of the pending accepts is logged once.
     """
 
     def __init__(self, session: _Session, factory: IProtocolFactory, port: Optional[int]) -> None:
@@ -1842,9 +1878,13 @@ class _SAMListeningPort:
         self._opening = 0
         self._target = _PENDING_ACCEPTS
         self._stopped = False
-        self._timers: dict[str, Any] = {}
-        self._delay = _RETRY_FIRST
         self._tasks: set[Deferred] = set()
+        self._backoff = backoffPolicy(_RETRY_FIRST, _RETRY_MAX, 2.0, jitter=lambda: 0.0)
+        #: The pending retry, if any: while it is, nothing else is tried.
+        self._retry: Optional[IDelayedCall] = None
+        #: Backoff steps since the last real success.
+        self.failures = 0
+        self._lastRetry: Optional[float] = None
         session.on_lost(self._sessionLost)
 
     def __repr__(self) -> str:
@@ -1873,30 +1913,31 @@ class _SAMListeningPort:
 
     def stopListening(self) -> Deferred:
         self._stopped = True
-        for timer in self._timers.values():
-            if timer.active():
-                timer.cancel()
-        self._timers.clear()
-        for task in list(self._tasks):
-            task.cancel()
+        self._cancelRetry()
+        for job in list(self._tasks):
+            job.cancel()
         steps = [c.close() for c in list(self._accepts)]
         steps.append(self._session.close())
         return defer.gatherResults(steps, consumeErrors=True).addBoth(lambda _: None)
 
-    def _track(self, task: Deferred) -> None:
-        """Keep C{task} until it is done, so L{stopListening} can cancel it."""
+    def _track(self, job: Deferred) -> None:
+        """Keep C{job} until it is done, so L{stopListening} can cancel it."""
         def done(result: Any) -> None:
-            self._tasks.discard(task)
+            self._tasks.discard(job)
             if isinstance(result, Failure) and not result.check(CancelledError):
                 log.warn("I2P listener {host}: {why}", host=self.getHost().host, why=str(result.value))
 
-        self._tasks.add(task)
-        task.addBoth(done)
+        self._tasks.add(job)
+        job.addBoth(done)
 
     def _fill(self) -> None:
-        if self._stopped or not self._session.alive:
-            return
-        while len(self._accepts) + self._opening < self._target:
+        """Open STREAM ACCEPTs up to the target, unless a retry is pending (it will)."""
+        while (
+            not self._stopped
+            and self._retry is None
+            and self._session.alive
+            and len(self._accepts) + self._opening < self._target
+        ):
             self._track(Deferred.fromCoroutine(self._accept()))
 
     async def _accept(self, first: bool = False) -> None:
@@ -1923,7 +1964,8 @@ class _SAMListeningPort:
             return
         self._opening -= 1
         self._accepts.add(connection)
-        self._delay = _RETRY_FIRST
+        # Not yet a success: the bridge may still close this socket or send
+        # a bad peer line, so the backoff is left as it is.
         if first:
             self._fill()
             self._track(Deferred.fromCoroutine(self._wait(connection)))
@@ -1937,22 +1979,27 @@ class _SAMListeningPort:
             self._accepts.discard(connection)
             connection.abort()
             return
-        except Exception:
-            # The accepting socket closed: the session went, or we stopped.
+        except Exception as e:
+            # The accepting socket closed: the session went (its loss
+            # reopens it), we stopped, or the bridge dropped this accept.
             self._accepts.discard(connection)
             if not self._stopped and self._session.alive:
-                self._schedule(self._fill)
+                self._retryLater(str(e))
             return
         self._accepts.discard(connection)
-        self._fill()
         destination, _, rest = line.partition(" ")
-        fields = _parse_reply("PEER LINE " + rest)[1]
         try:
             host = _b32(destination)
-        except ValueError:
-            log.warn("SAM bridge at {where} sent a bad peer line {line!r}", where=connection.where, line=line[:100])
+        except ValueError as e:
             connection.abort()
+            self._retryLater(
+                "the SAM bridge at %s sent a bad peer line %r (%s; expected an I2P destination in "
+                "base64, then FROM_PORT=... TO_PORT=...)" % (connection.where, line[:100], e)
+            )
             return
+        # An accepted, well-formed peer: the bridge works again.
+        self._succeeded()
+        fields = _parse_reply("PEER LINE " + rest)[1]
         from_port = fields.get("FROM_PORT")
         peer = I2PAddress(host, int(from_port) if from_port and from_port.isdigit() and int(from_port) else None, destination)
         protocol = self._factory.buildProtocol(peer)
@@ -1966,53 +2013,84 @@ class _SAMListeningPort:
         if self._stopped:
             return
         if isinstance(e, SAMRefused) and e.result == "INVALID_ID":
+            # The bridge forgot the session: drop it; the retry reopens it.
             self._session.invalidate()
+            self._retryLater("the SAM bridge no longer knows the session (%s); reopening it" % (e,))
             return
         if isinstance(e, SAMRefused) and self._accepts and self._target > 1:
             # This bridge allows one pending STREAM ACCEPT per session.
             self._target = 1
+            log.info("I2P listener {host}: the SAM bridge allows one pending STREAM ACCEPT ({e})",
+                     host=self.getHost().host, e=str(e))
             return
-        log.warn("I2P listener {host}: could not open a STREAM ACCEPT: {e}", host=self.getHost().host, e=str(e))
-        self._schedule(self._fill)
+        self._retryLater("could not open a STREAM ACCEPT: %s" % (e,))
 
-    def _schedule(self, what: Callable[[], Any]) -> None:
-        name = what.__name__
-        if self._stopped or name in self._timers:
+    def _retryLater(self, why: str) -> None:
+        """
+        One failure: start a backoff step, or -- when one is pending --
+        fold it into that step, so a bridge failing all our sockets at once
+        is logged (and retried) once.
+        """
+        if self._stopped:
             return
+        if self._retry is not None:
+            log.debug("I2P listener {host}: {why} (retry already scheduled)", host=self.getHost().host, why=why)
+            return
+        if self._lastRetry is not None and self._reactor.seconds() - self._lastRetry >= _RETRY_RESET:
+            # The last retry worked for a good while: this is a new failure.
+            self.failures = 0
+        delay = self._backoff(self.failures)
+        self.failures += 1
+        log.warn(
+            "I2P listener {host}: {why}; retrying in {delay} s",
+            host=self.getHost().host, why=why, delay="%g" % (delay,), failures=self.failures,
+        )
+        self._retry = self._reactor.callLater(delay, self._retryNow)
 
-        def run() -> None:
-            del self._timers[name]
-            what()
+    def _retryNow(self) -> None:
+        self._retry = None
+        self._lastRetry = self._reactor.seconds()
+        if self._stopped:
+            return
+        if self._session.alive:
+            self._fill()
+        else:
+            self._recover()
 
-        self._timers[name] = self._reactor.callLater(self._delay, run)
-        self._delay = min(self._delay * 2, _RETRY_MAX)
+    def _cancelRetry(self) -> None:
+        if self._retry is not None:
+            if self._retry.active():
+                self._retry.cancel()
+            self._retry = None
+
+    def _succeeded(self) -> None:
+        self.failures = 0
+        if self._session.alive:
+            # Refill now rather than when a pending retry fires.
+            self._cancelRetry()
+        self._fill()
 
     def _sessionLost(self) -> None:
         if self._stopped:
             return
-        log.warn("I2P listener {host}: the SAM session was lost; reopening it", host=self.getHost().host)
         for connection in list(self._accepts):
             connection.abort()
         self._accepts.clear()
-        self._delay = _RETRY_FIRST
-        self._schedule(self._recover)
+        self._retryLater("the SAM session was lost; reopening it")
 
     def _recover(self) -> None:
-        if self._stopped:
+        if self._stopped or self._session.closed:
             return
         d = self._session.ready()
 
         def reopened(_: Any) -> None:
             log.info("I2P listener {host}: SAM session reopened", host=self.getHost().host)
-            self._delay = _RETRY_FIRST
             self._fill()
 
         def failed(f: Failure) -> None:
             if f.check(CancelledError) or self._stopped:
                 return
-            log.warn("I2P listener {host}: reopening the SAM session failed: {why}; retrying in {delay} s",
-                     host=self.getHost().host, why=str(f.value), delay=self._delay)
-            self._schedule(self._recover)
+            self._retryLater("reopening the SAM session failed: %s" % (f.value,))
 
         self._track(d.addCallbacks(reopened, failed))
 
