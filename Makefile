@@ -7,12 +7,24 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install system-deps demo test bench bench-networks stress typecheck clean
 
-$(STAMP): setup.py
+# A plain editable install: pyproject.toml's package-dir makes setuptools put
+# the checkout on sys.path with a .pth file, and Twisted looks for plugins in
+# twisted/plugins under every sys.path entry.
+#
+# Then the plugin cache.  Twisted tries endpoint plugins in its cache's order
+# and imports each one it passes: found after txi2p's plugin, a sidetls:
+# string costs ~6 s in every process (txi2p compiles Parsley grammars on
+# import).  The venv's own twisted/plugins comes first and is read in name
+# order, so the plugin module is linked there and that cache rebuilt from
+# scratch (an existing cache keeps its order and appends new plugins last).
+$(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# editable_mode=compat puts the checkout on sys.path, so Twisted finds
-	# the sidetls: endpoint plugin in ./twisted/plugins.
-	$(BIN)/pip install -q -e '.[test,tor,i2p]' --config-settings editable_mode=compat
+	$(BIN)/pip install -q -e '.[test,tor,i2p]'
+	dir=$$($(BIN)/python -c 'import os, twisted.plugins as p; print(os.path.dirname(p.__file__))') && \
+	ln -sf "$(CURDIR)/twisted/plugins/foolscap_sidetls_endpoints.py" "$$dir/" && \
+	rm -f "$$dir/dropin.cache"
+	$(BIN)/python -c 'from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,7 +43,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests
 
 typecheck: $(STAMP)
-	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/mypy foolscap_sidetls
 
 bench: $(STAMP)
@@ -51,4 +63,4 @@ stress: $(STAMP)
 	$(BIN)/python benchmarks/stress.py --markdown benchmarks/stress-last-run.md
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis
