@@ -488,7 +488,7 @@ class RelayHintTests(HintFuzzCase):
     """
 
     def test_relay_tcp_hints(self) -> None:
-        from foolscap_sidetls import _relay_wire as wire
+        from foolscap_sidetls.relay import _url as wire
 
         @settings(max_examples=600, **_SETTINGS)
         @given(

@@ -32,28 +32,28 @@ On the hidden Tub::
 Dialers need nothing: the hidden Tub's FURL has an ordinary tcp hint for
 the relay, and the relay routes on the TubID in Foolscap's plaintext
 request, so a stock Foolscap dialer gets through.
+
+The package, one layer a module: L{_wire} (the bytes each connection
+says, the control lines), L{_url} (relay URLs and hints), the hidden Tub's
+side in C{_client*} (L{_client}: the endpoint and L{listener}) and the
+relay's in C{_server*} (L{_server}: L{RelayServer}), and what both ends
+share (L{_plumbing}, L{_checks}).
 """
 
-from ._relay_client import (
-    CONNECTING,
-    REGISTERED,
-    STOPPED,
-    WAITING,
-    RelayAddress,
-    RelayedAddress,
-    RelayListenerEndpoint,
-    listener,
-    location_hints,
-)
-from ._relay_server import RelayLimits, RelayServer
-from ._relay_wire import (
+from ._addresses import RelayAddress, RelayedAddress
+from ._client import RelayListenerEndpoint, listener, location_hints
+from ._client_states import CONNECTING, REGISTERED, STOPPED, WAITING
+from ._server import RelayServer
+from ._server_limits import RelayLimits
+from ._url import parse_relay_url
+from ._wire import (
     RelayError,
-    certificate_id,
     RelayIdentityError,
     RelayRefusedError,
     RelayTimeoutError,
-    parse_relay_url,
+    certificate_id,
 )
+
 
 __all__ = [
     "CONNECTING",

@@ -16,7 +16,7 @@ Attacks on the relay, and the relay's share of the close and backoff rules.
 
 Run as a program, it measures the attack with the default limits:
 
-    .venv/bin/python -m tests.test_attack_relay
+    .venv/bin/python -m tests.relay.test_attack_relay
 """
 
 from __future__ import annotations
@@ -40,12 +40,12 @@ from foolscap.api import Referenceable, Tub
 from foolscap.ipb import IConnectionHintHandler
 
 from foolscap_sidetls import _hints, relay
-from foolscap_sidetls import _relay_wire as wire
+from foolscap_sidetls.relay import _wire as wire
 from foolscap_sidetls.testing import MemoryNetwork
 
-from ._relay_helpers import LogEvents, SourcedEndpoint, advance, pump, within
-from ._tls import certificate
-from ._waiting import coroutine
+from ._helpers import LogEvents, SourcedEndpoint, advance, pump, within
+from .._tls import certificate
+from .._waiting import coroutine
 from .test_relay import AppFactory, CountingEndpoint, Dialer, RelayTestCase, idOf, request
 
 RELAY = "relay"
@@ -723,7 +723,7 @@ class BackoffTests(RelayTestCase):
     expectedAttempts = [0.0, 1.0, 3.0, 7.0] + [7.0 + 8 * n for n in range(1, 15)]
 
     def attempted(self, via: Any) -> tuple[Any, list[str]]:
-        logs = LogEvents("foolscap_sidetls._relay_client").install(self)
+        logs = LogEvents("foolscap_sidetls.relay.client").install(self)
         counting = CountingEndpoint(via, self.clock)
         endpoint, port, factory = self.listenHidden(via=counting, retry_max=8)
         advance(self.clock, 120, step=0.5)
@@ -800,7 +800,7 @@ class BackoffTests(RelayTestCase):
         retry_max -- not every second, as each registration used to start
         the backoff over.
         """
-        logs = LogEvents("foolscap_sidetls._relay_client").install(self)
+        logs = LogEvents("foolscap_sidetls.relay.client").install(self)
         attempts = []
         for _ in range(2):
             counting = CountingEndpoint(self.net.client_endpoint(RELAY), self.clock)

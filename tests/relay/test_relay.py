@@ -31,11 +31,11 @@ from foolscap.api import Tub
 from foolscap.ipb import IConnectionHintHandler
 
 from foolscap_sidetls import dialer as sidetlsDialer, handler, relay
-from foolscap_sidetls import _relay_wire as wire
+from foolscap_sidetls.relay import _url, _wire as wire
 from foolscap_sidetls.testing import MemoryNetwork, MemoryTransport
 
-from ._relay_helpers import LogEvents, SourcedEndpoint, advance, listenerNames, pump, relaySide
-from ._tls import certificate, foolscapOptions
+from ._helpers import LogEvents, SourcedEndpoint, advance, listenerNames, pump, relaySide
+from .._tls import certificate, foolscapOptions
 
 RELAY = "relay"
 
@@ -282,10 +282,10 @@ class WireTests(TestCase):
         own tcp hints, and a bad one is a ValueError naming it, what is
         wrong, and what is accepted.
         """
-        self.assertEqual(wire.parse_tcp_hint("tcp:relay.example.org:7000"), ("relay.example.org", 7000))
-        self.assertEqual(wire.parse_tcp_hint("tcp:[::1]:7000"), ("::1", 7000))
-        self.assertEqual(wire.parse_tcp_hint("127.0.0.1:7000"), ("127.0.0.1", 7000))
-        self.assertEqual(wire.tcp_hint("127.0.0.1:7000"), "tcp:127.0.0.1:7000")
+        self.assertEqual(_url.parse_tcp_hint("tcp:relay.example.org:7000"), ("relay.example.org", 7000))
+        self.assertEqual(_url.parse_tcp_hint("tcp:[::1]:7000"), ("::1", 7000))
+        self.assertEqual(_url.parse_tcp_hint("127.0.0.1:7000"), ("127.0.0.1", 7000))
+        self.assertEqual(_url.tcp_hint("127.0.0.1:7000"), "tcp:127.0.0.1:7000")
         for bad, why in [
             ("tcp:h:65558", "port '65558' is not a number from 1 to 65535"),
             ("tcp:h:0", "port '0' is not a number from 1 to 65535"),
@@ -297,7 +297,7 @@ class WireTests(TestCase):
             ("tcp:-a..b:7000", "host '-a..b' has an empty label"),
             ("tcp:[1.2.3]:80", "'[1.2.3]' is not an IPv6 address"),
         ]:
-            exc = self.assertRaises(ValueError, wire.parse_tcp_hint, bad)
+            exc = self.assertRaises(ValueError, _url.parse_tcp_hint, bad)
             self.assertTrue(
                 str(exc).startswith(
                     "bad tcp hint %r for the relay: unrecognized TCP hint %r: %s"
@@ -1426,7 +1426,7 @@ class ListenerRetryTests(RelayTestCase):
         (its operator may yet restore the right key), not at the fast
         rate and not logged loudly at every retry.
         """
-        logs = LogEvents("foolscap_sidetls._relay_client").install(self)
+        logs = LogEvents("foolscap_sidetls.relay.client").install(self)
         counting = CountingEndpoint(self.net.client_endpoint(RELAY), self.clock)
         endpoint, port, factory = self.listenHidden(
             via=counting, relay_id=idOf("someone-else"), retry_max=8

@@ -43,23 +43,16 @@ import os
 import re
 from typing import Any, Optional
 
-from foolscap.ipb import InvalidHintError
-
 from OpenSSL import SSL
 from zope.interface import implementer
 from twisted.internet.interfaces import (
     IPushProducer,
-    IDelayedCall,
     IOpenSSLClientConnectionCreator,
     IOpenSSLServerConnectionCreator,
-    IReactorTime,
 )
 from twisted.internet.ssl import CertificateOptions
 from twisted.protocols.basic import LineOnlyReceiver
 from foolscap import base32, crypto
-
-from . import _hints
-from ._endpoints import _checkSeconds
 
 #: The longest first header block, as Foolscap's own Negotiation allows.
 MAX_HEADER = 4096
@@ -97,9 +90,6 @@ CONTROL_COMMANDS = (
 
 _ID_RE = re.compile(r"^[a-z2-7]{32}\Z")
 _NUMBER_RE = re.compile(r"^[0-9]{1,20}\Z")
-_LEGACY_HINT_RE = re.compile(r"^([A-Za-z0-9.\-]+):([0-9]{1,5})\Z", re.ASCII)
-
-RELAY_URL_SCHEME = "relay://"
 
 
 class RelayError(Exception):
@@ -243,160 +233,41 @@ def status_line(block: bytes) -> tuple[int, str]:
     return 0, line
 
 
-def parse_relay_url(relay: str) -> tuple[Optional[str], list[str]]:
+class Answer:
     """
-    Split a relay URL into the relay ID (or L{None}) and its connection
-    hints.
-
-    Accepted: C{relay://<relay-id>@<hint>[,<hint>...]}, which pins the
-    relay's certificate, or bare hints C{<hint>[,<hint>...]} (such as
-    C{tcp:relay.example.org:7000}), which do not.
-
-    @raise ValueError: naming what was wrong and what is accepted.
-    """
-    accepted = (
-        "expected 'relay://<relay-id>@<hint>[,<hint>...]' (as RelayServer.url() "
-        "prints it) or bare connection hints such as 'tcp:relay.example.org:7000'"
-    )
-    if not isinstance(relay, str):
-        raise TypeError("relay URL must be a str, got %r; %s" % (relay, accepted))
-    relayID: Optional[str] = None
-    rest = relay.strip()
-    if rest.startswith(RELAY_URL_SCHEME):
-        rest = rest[len(RELAY_URL_SCHEME) :]
-        relayID, at, rest = rest.partition("@")
-        if not at or not is_id(relayID):
-            raise ValueError(
-                "bad relay URL %r: %r is not a relay ID (32 characters of a-z "
-                "and 2-7) followed by '@'; %s" % (relay, relayID[:80], accepted)
-            )
-    elif "@" in rest or "://" in rest:
-        raise ValueError("bad relay URL %r; %s" % (relay, accepted))
-    hints = [h for h in rest.split(",") if h]
-    if not hints or any("/" in h or ":" not in h for h in hints):
-        raise ValueError(
-            "bad relay URL %r: no usable connection hints in %r; %s"
-            % (relay, rest, accepted)
-        )
-    return relayID, hints
-
-
-def is_tcp_hint(hint: str) -> bool:
-    """C{tcp:...}, or Foolscap's legacy C{HOST:PORT}."""
-    return hint.startswith("tcp:") or bool(_LEGACY_HINT_RE.match(hint))
-
-
-def tcp_hint(hint: str) -> str:
-    """
-    A relay's tcp hint in the C{tcp:HOST:PORT} spelling a Tub's C{tcp}
-    handler is asked with, checked strictly (by L{_hints.parse_tcp_hint},
-    which the Tubs' own handlers use too).  C{HOST:PORT} is the legacy
-    spelling, as Foolscap's connector reads it.
-
-    @raise ValueError: naming the hint, what is wrong and what is accepted.
-    """
-    spelled = hint if hint.startswith("tcp:") else "tcp:" + hint
-    try:
-        _hints.parse_tcp_hint(spelled)
-    except InvalidHintError as e:
-        raise ValueError("bad tcp hint %r for the relay: %s" % (hint, e)) from None
-    return spelled
-
-
-def parse_tcp_hint(hint: str) -> tuple[str, int]:
-    """
-    The host and port of a relay's tcp hint (C{tcp:HOST:PORT}, or the
-    legacy C{HOST:PORT}), read as strictly as the Tubs' own tcp handlers
-    read theirs.
-
-    @raise ValueError: naming the hint, what is wrong and what is accepted.
-    """
-    return _hints.parse_tcp_hint(tcp_hint(hint))
-
-
-def relay_url(relayID: str, hints: list[str]) -> str:
-    for hint in hints:
-        if "," in hint or "/" in hint or ":" not in hint:
-            raise ValueError(
-                "%r is not a connection hint (TYPE:..., with no ',' or '/')" % (hint,)
-            )
-    if not hints:
-        raise ValueError("a relay URL needs at least one connection hint")
-    return "%s%s@%s" % (RELAY_URL_SCHEME, relayID, ",".join(hints))
-
-
-# -- arguments --------------------------------------------------------------
-
-
-def check_seconds(value: object, name: str, what: str, *, optional: bool = False) -> None:
-    """
-    A timeout or interval argument: a number of seconds above 0, or (when
-    C{optional}) L{None} for "none".  Checked when the object is made, so
-    a string does not fail later, deep in C{callLater}, and 0 or a
-    negative number does not silently mean something else.
-
-    @raise TypeError: for a value that is not a number (C{True} included).
-    @raise ValueError: for a number that is not above 0.
-    """
-    if optional:
-        _checkSeconds(value, name, what)
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            "%s: %s must be a number of seconds, got %r (%s)"
-            % (what, name, value, type(value).__name__)
-        )
-    if not value > 0:
-        raise ValueError("%s: %s must be more than 0 seconds, got %r" % (what, name, value))
-
-
-def check_count(value: object, name: str, what: str) -> None:
-    """
-    A limit: a whole number of at least 1 (C{True} is not one).
-
-    @raise TypeError: for a value that is not an int.
-    @raise ValueError: for an int below 1.
-    """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            "%s: %s must be a whole number, got %r (%s)"
-            % (what, name, value, type(value).__name__)
-        )
-    if value < 1:
-        raise ValueError("%s: %s must be at least 1, got %d" % (what, name, value))
-
-
-# -- closing ------------------------------------------------------------------
-
-
-class CloseTimer:
-    """
-    Bounds a close this end started: a graceful close (TLS close_notify,
-    or a TCP close that first delivers what is buffered) waits for a peer
-    that may never read or answer, so after C{seconds} the transport is
-    aborted -- the pattern of L{foolscap_sidetls._protocol}'s close timeout.
-    The protocol calls L{cancel} from C{connectionLost}.
+    The relay's answer to a request this end sent (the control request, a
+    stream's claim): one header block, read as it arrives, with whatever
+    follows it kept for the layer above.
     """
 
-    _call: Optional[IDelayedCall] = None
-    #: The timeout after which the close was forced, if it was.
-    aborted: Optional[float] = None
+    def __init__(self) -> None:
+        self._buffer = b""
 
-    def start(self, clock: IReactorTime, seconds: Optional[float], transport: Any) -> None:
-        """Abort C{transport} after C{seconds} (L{None}: never) unless cancelled first."""
-        if seconds is None or self._call is not None:
-            return
-        self._call = clock.callLater(seconds, self._fire, seconds, transport)
+    def feed(self, data: bytes) -> Optional[tuple[int, str, bytes]]:
+        """
+        Add C{data}; once the block is complete, its status code (0 if it
+        is not an HTTP status line), its first line, and the bytes after it.
 
-    def _fire(self, seconds: float, transport: Any) -> None:
-        self._call = None
-        self.aborted = seconds
-        transport.abortConnection()
+        @return: L{None} while the block is incomplete.
+        @raise AnswerTooLong: if it has no end within L{MAX_HEADER} bytes.
+        """
+        self._buffer += data
+        end = self._buffer.find(END_OF_BLOCK)
+        if end == -1:
+            if len(self._buffer) > MAX_HEADER:
+                raise AnswerTooLong(
+                    "no end of header within %d bytes" % (MAX_HEADER,)
+                )
+            return None
+        end += len(END_OF_BLOCK)
+        block, rest = self._buffer[:end], self._buffer[end:]
+        self._buffer = b""
+        code, line = status_line(block)
+        return code, line, rest
 
-    def cancel(self) -> None:
-        call, self._call = self._call, None
-        if call is not None and call.active():
-            call.cancel()
+
+class AnswerTooLong(Exception):
+    """An answer whose header block does not end within L{MAX_HEADER} bytes."""
 
 
 @implementer(IPushProducer)

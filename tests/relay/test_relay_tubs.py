@@ -31,8 +31,8 @@ from foolscap.api import DeadReferenceError, Referenceable, Tub
 from foolscap_sidetls import handler, install, relay
 from foolscap_sidetls.testing import MemoryNetwork
 
-from ._relay_helpers import LogEvents, listenerNames, pumpReactor, within
-from ._tls import certificate
+from ._helpers import LogEvents, listenerNames, pumpReactor, within
+from .._tls import certificate
 
 RELAY = "relay"
 
