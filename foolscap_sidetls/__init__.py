@@ -13,6 +13,7 @@ from ._endpoints import dialer, listener
 from ._errors import NegotiationTimeout, TLSHandshakeTimeout, TLSSideError, TooManyNegotiating
 from ._handler import handler, install
 from ._interfaces import ISideTLSTransport
+from ._phase import Phase
 from ._protocol import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",
     "ISideTLSTransport",
     "NegotiationTimeout",
+    "Phase",
     "TLSHandshakeTimeout",
     "TLSSideError",
     "TooManyNegotiating",

@@ -87,16 +87,19 @@ def _requireProvider(value: object, interface: type, what: str, accepted: str) -
         )
 
 
-@implementer(IStreamServerEndpoint)
-class ListenerEndpoint:
+class _RoleEndpoint:
     """
-    A server endpoint whose connections are all logically listeners: the
-    TLS server, whatever direction their sockets were opened in.
+    What L{ListenerEndpoint} and L{DialerEndpoint} share: the endpoint they
+    wrap, the limits every connection gets, and the wrapper factory --
+    Twisted's C{_WrapperEndpoint} pattern, with the role as a class
+    attribute.
     """
+
+    _isClient: bool
 
     def __init__(
         self,
-        endpoint: IStreamServerEndpoint,
+        endpoint: Any,
         clock: Optional[IReactorTime] = None,
         handshakeTimeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
         negotiationTimeout: Optional[float] = None,
@@ -109,68 +112,61 @@ class ListenerEndpoint:
         self._negotiationTimeout = negotiationTimeout
         self._closeTimeout = closeTimeout
         self._maxNegotiating = maxNegotiating
-        #: The factory of the last C{listen}, for tests and diagnostics.
-        self.factory: Optional[SideTLSFactory] = None
 
-    def __repr__(self) -> str:
-        return "<sidetls listener on %r>" % (self._endpoint,)
-
-    def listen(self, protocolFactory: IProtocolFactory) -> "Deferred[IListeningPort]":
-        self.factory = SideTLSFactory(
+    def _wrapperFactory(self, protocolFactory: IProtocolFactory) -> SideTLSFactory:
+        return SideTLSFactory(
             protocolFactory,
-            False,
+            self._isClient,
             self._clock,
             self._handshakeTimeout,
             self._negotiationTimeout,
             self._closeTimeout,
             self._maxNegotiating,
         )
+
+
+@implementer(IStreamServerEndpoint)
+class ListenerEndpoint(_RoleEndpoint):
+    """
+    A server endpoint whose connections are all logically listeners: the
+    TLS server, whatever direction their sockets were opened in.
+
+    @ivar factory: The wrapper factory of the last C{listen}, for tests and
+        diagnostics (its C{negotiating} counts the C{max_negotiating} cap).
+    """
+
+    _isClient = False
+    factory: Optional[SideTLSFactory] = None
+
+    def __repr__(self) -> str:
+        return "<sidetls listener on %r>" % (self._endpoint,)
+
+    def listen(self, protocolFactory: IProtocolFactory) -> "Deferred[IListeningPort]":
+        self.factory = self._wrapperFactory(protocolFactory)
         return self._endpoint.listen(self.factory)
 
 
 @implementer(IStreamClientEndpoint)
-class DialerEndpoint:
+class DialerEndpoint(_RoleEndpoint):
     """
     A client endpoint whose connections are all logically dialers: the TLS
     client.
 
     C{connect} fires with the protocol the caller's factory built, not with
     the wrapper, as Twisted's own wrapping endpoints do: Foolscap's
-    C{TubConnector} keys its pending negotiations by that object.
+    C{TubConnector} keys its pending negotiations by that object.  (A
+    dialer takes no C{maxNegotiating}: the cap is a listener's defence.)
     """
 
-    def __init__(
-        self,
-        endpoint: IStreamClientEndpoint,
-        clock: Optional[IReactorTime] = None,
-        handshakeTimeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
-        negotiationTimeout: Optional[float] = None,
-        closeTimeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
-    ) -> None:
-        self._endpoint = endpoint
-        self._clock = clock
-        self._handshakeTimeout = handshakeTimeout
-        self._negotiationTimeout = negotiationTimeout
-        self._closeTimeout = closeTimeout
+    _isClient = True
 
     def __repr__(self) -> str:
         return "<sidetls dialer via %r>" % (self._endpoint,)
 
     def connect(self, protocolFactory: IProtocolFactory) -> "Deferred[IProtocol]":
-        factory = SideTLSFactory(
-            protocolFactory,
-            True,
-            self._clock,
-            self._handshakeTimeout,
-            self._negotiationTimeout,
-            self._closeTimeout,
+        return self._endpoint.connect(self._wrapperFactory(protocolFactory)).addCallback(
+            lambda protocol: protocol.wrappedProtocol
         )
-        d = self._endpoint.connect(factory)
-
-        def unwrap(wrapper: Any) -> IProtocol:
-            return wrapper._app
-
-        return d.addCallback(unwrap)
 
 
 def listener(

@@ -18,8 +18,11 @@ from foolscap.connections.tcp import DefaultTCP
 from foolscap.ipb import IConnectionHintHandler
 
 from ._endpoints import _checkLimits, dialer
+from ._foolscap import tubHandlers
 from ._hints import parse_tcp_hint
 from ._protocol import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT
+
+__all__ = ["SideTLSHandler", "handler", "install", "tubHandlers"]
 
 _HintResult = tuple[IStreamClientEndpoint, str]
 
@@ -119,16 +122,6 @@ def handler(
     if getattr(inner, "_sidetlsRoleBased", False) is True:
         return inner
     return SideTLSHandler(inner, clock, handshake_timeout, negotiation_timeout, close_timeout)
-
-
-def tubHandlers(tub: Any) -> Optional[dict[str, IConnectionHintHandler]]:
-    """
-    The hint handlers C{tub} dials with, by hint type, or L{None} if it is
-    not a Foolscap Tub.  Foolscap keeps them in a private dict with no
-    public getter; this is the one place that reads it.
-    """
-    handlers = getattr(tub, "_connectionHandlers", None)
-    return handlers if isinstance(handlers, dict) else None
 
 
 def install(

@@ -29,3 +29,9 @@ class ISideTLSTransport(ITLSTransport):
         "C{None} before C{startTLS}; then C{'server'} or C{'client'}, the "
         "TLS side this end took."
     )
+
+    phase = Attribute(
+        "Where the connection stands, a L{foolscap_sidetls.Phase}: PLAINTEXT, "
+        "HANDSHAKING, NEGOTIATING, ESTABLISHED, then CLOSING (this end closed) "
+        "and LOST.  Read-only; what the logs print."
+    )

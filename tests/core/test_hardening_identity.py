@@ -26,9 +26,9 @@ from foolscap.tokens import BananaError
 from foolscap_sidetls import handler, install, listener
 from foolscap_sidetls.testing import INBOUND, OUTBOUND
 
-from ._hostile import Echo, certificate, makeTub
-from ._waiting import coroutine
-from .test_hardening_peers import PeerCase
+from .._support.hostile import Echo, certificate, makeTub
+from .._support.waiting import coroutine
+from .._support.peers import PeerCase
 
 ATTEMPTS = 4  # twice per socket direction and TubID order: 8 impostor attempts in all
 

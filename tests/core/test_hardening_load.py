@@ -43,9 +43,10 @@ from foolscap.ipb import IConnectionHintHandler
 from foolscap.util import allocate_tcp_port
 
 from foolscap_sidetls import dialer, install, listener
+from foolscap_sidetls import Phase
 from foolscap_sidetls._protocol import SILENT_GRACE, SideTLSFactory, SideTLSProtocol
 
-from ._hostile import (
+from .._support.hostile import (
     add_matrix,
     Echo,
     FaultClientEndpoint,
@@ -58,8 +59,8 @@ from ._hostile import (
     seed,
     turn,
 )
-from ._waiting import coroutine
-from .test_hardening_peers import PeerCase
+from .._support.waiting import coroutine
+from .._support.peers import PeerCase
 
 CAP = 50
 NEGOTIATION = 30.0
@@ -149,8 +150,9 @@ class FloodCase(PeerCase):
         )
         await self.until(lambda: held, "the honest connection")
         wrapper = self.net.pairs[-1][4]
-        await self.until(lambda: wrapper._tls is not None, "the honest request")
-        self.assertEqual(wrapper._phase(), "in the TLS handshake")
+        await self.until(lambda: wrapper.phase is not Phase.PLAINTEXT, "the honest request")
+        self.assertIs(wrapper.phase, Phase.HANDSHAKING)
+        self.assertEqual(wrapper._stage(), "in the TLS handshake")
         return wrapper, result, held[0].resumeProducing
 
 
@@ -227,7 +229,7 @@ class SlowOpenFloodTests(FloodCase):
         honest, result, resume = await self.honestMidHandshake(ep, furl)
         for wave in range(4):
             await self.flood(CAP // 2)
-            self.assertFalse(honest._lost)
+            self.assertIsNot(honest.phase, Phase.LOST)
             self.assertIsNone(honest._diagnosis)
             self.assertIn(honest, ep.factory.negotiating)
             self.clock.advance(SILENT_GRACE)
@@ -289,7 +291,7 @@ class HeaderThenStallFloodTests(FloodCase):
         # delivery is scheduled after the accepts already pending).
         honest = self.net.pairs[built + CAP // 4][4]
         self.assertEqual(len(before) + len(after), 2 * (CAP // 4))
-        self.assertFalse(honest._lost)
+        self.assertIsNot(honest.phase, Phase.LOST)
         self.assertIsNone(honest._diagnosis)
         await self.until(lambda: result, "the honest call")
         self.assertEqual(result, [b"burst"])
@@ -315,10 +317,10 @@ class HeaderThenStallFloodTests(FloodCase):
         self.assertEqual(len(ep.factory.negotiating), CAP)
         await self.flood(CAP - 1, HeaderThenStall)
         await self.until(lambda: all(p._received for p in ep.factory.negotiating), "their requests")
-        self.assertFalse(honest._lost)
+        self.assertIsNot(honest.phase, Phase.LOST)
         self.assertIs(next(iter(ep.factory.negotiating)), honest)  # the oldest now
         await self.flood(1, HeaderThenStall)
-        await self.until(lambda: honest._lost, "the honest connection to be dropped")
+        await self.until(lambda: honest.phase is Phase.LOST, "the honest connection to be dropped")
         self.assertEqual(str(honest._diagnosis), dropped("in the TLS handshake", False))
         resume()
         await self.until(lambda: result, "the honest dialer to hear of it")

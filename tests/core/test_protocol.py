@@ -13,9 +13,11 @@ from hypothesis import given, settings, strategies as st
 from twisted.internet import error
 from twisted.internet.address import UNIXAddress
 from twisted.internet.interfaces import ISSLTransport, ITCPTransport
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.test.iosim import FakeTransport, connectedServerAndClient
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -24,16 +26,21 @@ from foolscap.negotiate import Negotiation
 from foolscap.pb import Listener
 
 from foolscap_sidetls import ISideTLSTransport, TLSHandshakeTimeout, TLSSideError, handler, listener
-from foolscap_sidetls._protocol import SideTLSFactory, _foolscapNegotiating
+from foolscap_sidetls import Phase
+from foolscap_sidetls._foolscap import negotiating as _foolscapNegotiating
+from foolscap_sidetls._endpoints import DialerEndpoint
+from foolscap_sidetls._phase import checkTransition
+from foolscap_sidetls._protocol import SideTLSFactory
 from foolscap_sidetls.testing import INBOUND, OUTBOUND, MemoryNetwork
 
-from ._hostile import Echo, makeTub
-from ._waiting import coroutine
-from .test_hardening_peers import PeerCase
+from .._support.hostile import Echo, LogCapture, makeTub
+from .._support.waiting import coroutine
+from .._support.peers import PeerCase
 
-from ._tls import (
+from .._support.tls import (
     SpeakerFactory,
     certificate,
+    foolscapOptions,
     outerClientOptions,
     outerServerOptions,
 )
@@ -529,7 +536,7 @@ class AddressTests(SynchronousTestCase):
         factory = SideTLSFactory(self.listener, False, clock=Clock())
         proto = factory.buildProtocol(UNIXAddress(b"/tmp/sock"))
         self.assertIsNotNone(proto)
-        self.assertIsInstance(proto._app, self.tub.negotiationClass)
+        self.assertIsInstance(proto.wrappedProtocol, self.tub.negotiationClass)
 
     def test_addressWithNothing(self):
         from twisted.internet.address import _ProcessAddress  # what pipes report
@@ -631,8 +638,9 @@ class FoolscapSwitchTests(PeerCase):
         )
         for wrapper in self.net.pairs[0][3:5]:
             # Each wrapper saw the switch (and stopped checking for it).
-            self.assertTrue(wrapper._negotiated, wrapper)
-            self.assertIs(wrapper._tls.wrappedProtocol, wrapper._app)
+            self.assertIs(wrapper.phase, Phase.ESTABLISHED, wrapper)
+            # The hot-path shortcut: the TLS layer hands plaintext straight to the application.
+            self.assertIs(wrapper._tls.wrappedProtocol, wrapper.wrappedProtocol)
             self.assertFalse(wrapper._stillNegotiating())
 
     def test_anything_else_is_done(self) -> None:
@@ -641,7 +649,6 @@ class FoolscapSwitchTests(PeerCase):
         method bound to it, counts as done negotiating: wrongly done loses
         a timeout, wrongly negotiating would time out a live connection.
         """
-        from twisted.internet.protocol import Protocol
 
         self.assertFalse(_foolscapNegotiating(Protocol()))
         self.assertFalse(_foolscapNegotiating(object()))
@@ -651,3 +658,86 @@ class FoolscapSwitchTests(PeerCase):
         self.assertFalse(_foolscapNegotiating(negotiation))
         negotiation.dataReceived = Protocol().dataReceived  # type: ignore[method-assign]
         self.assertFalse(_foolscapNegotiating(negotiation))
+
+
+class _LateEndpoint:
+    """A client endpoint whose C{connect} fires only after its connection was already lost."""
+
+    def connect(self, factory):
+        from twisted.internet.defer import succeed
+        from twisted.internet.testing import StringTransport
+
+        wrapper = factory.buildProtocol(None)
+        wrapper.makeConnection(StringTransport())
+        wrapper.connectionLost(Failure(error.ConnectionLost()))
+        self.wrapper = wrapper
+        return succeed(wrapper)
+
+
+class PhaseTests(SynchronousTestCase):
+    """The connection's phase, read through the public C{phase} accessor."""
+
+    def wrapper(self):
+        from twisted.internet.testing import StringTransport
+
+        app = Protocol()
+        wrapper = SideTLSFactory(Factory.forProtocol(lambda: app), False, clock=Clock()).buildProtocol(None)
+        wrapper.makeConnection(StringTransport())
+        return wrapper, app
+
+    def test_live_phases_then_closing_then_lost(self):
+        listenerApp, dialerApp, listenerTop, dialerTop, pump = connectPair(OUTBOUND, OUTBOUND)
+        self.assertEqual((listenerTop.phase, dialerTop.phase), (Phase.ESTABLISHED, Phase.ESTABLISHED))
+        dialerTop.loseConnection()
+        self.assertEqual((listenerTop.phase, dialerTop.phase), (Phase.ESTABLISHED, Phase.CLOSING))
+        for _ in range(20):
+            pump.flush()
+        self.assertEqual((listenerTop.phase, dialerTop.phase), (Phase.LOST, Phase.LOST))
+
+    def test_plaintext_handshaking_closing_lost(self):
+        wrapper, app = self.wrapper()
+        self.assertIs(wrapper.phase, Phase.PLAINTEXT)
+        wrapper.startTLS(foolscapOptions("listener"))
+        self.assertEqual((wrapper.phase, wrapper.tlsSide), (Phase.HANDSHAKING, "server"))
+        wrapper.loseConnection()
+        self.assertIs(wrapper.phase, Phase.CLOSING)
+        wrapper.connectionLost(Failure(error.ConnectionDone()))
+        self.assertIs(wrapper.phase, Phase.LOST)
+        # A second report of the loss changes nothing and tells nobody twice.
+        wrapper.connectionLost(Failure(error.ConnectionDone()))
+        self.assertIs(wrapper.phase, Phase.LOST)
+
+    def test_the_table_refuses_what_cannot_happen(self):
+        error_ = self.assertRaises(RuntimeError, checkTransition, Phase.LOST, Phase.PLAINTEXT)
+        self.assertEqual(
+            str(error_),
+            "a sidetls connection cannot go from phase lost to phase plaintext; "
+            "from lost it can go to: nothing",
+        )
+        error_ = self.assertRaises(RuntimeError, checkTransition, Phase.ESTABLISHED, Phase.HANDSHAKING)
+        self.assertIn("from established it can go to: closing, lost", str(error_))
+
+    def test_log_lines_carry_the_phase(self):
+        logs = LogCapture().install(self)
+        wrapper, app = self.wrapper()
+        wrapper.startTLS(foolscapOptions("listener"))
+        wrapper.connectionLost(Failure(error.ConnectionLost()))
+        lines = logs.lines(phase="lost", role="listener")
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("negotiation failed in the TLS handshake", lines[0])
+
+    def test_dialer_endpoint_hands_back_the_application_after_loss(self):
+        """
+        Like Twisted's wrapping endpoints, C{connect} fires with the
+        wrapper's C{wrappedProtocol}; the wrapper keeps naming its
+        application after the loss, so an endpoint that fires late still
+        hands back the application rather than L{None}.
+        """
+        app = Protocol()
+        inner = _LateEndpoint()
+        connected = self.successResultOf(
+            DialerEndpoint(inner, clock=Clock()).connect(Factory.forProtocol(lambda: app))
+        )
+        self.assertIs(connected, app)
+        self.assertIs(inner.wrapper.phase, Phase.LOST)
+        self.assertIs(inner.wrapper.wrappedProtocol, app)

@@ -24,6 +24,8 @@ import foolscap_sidetls
 from foolscap_sidetls import ISideTLSTransport
 from foolscap_sidetls._protocol import SideTLSProtocol
 
+from .._support.waiting import coroutine, until
+
 
 class Echo(Referenceable):
     def remote_echo(self, data: Any) -> Any:
@@ -58,18 +60,6 @@ def _tcpSelectables() -> set[Any]:
     }
 
 
-def waitUntil(predicate: Any, timeout: float = 5.0) -> "defer.Deferred[None]":
-    @defer.inlineCallbacks
-    def poll() -> Any:
-        for _ in range(int(timeout / 0.01)):
-            if predicate():
-                return
-            yield task.deferLater(reactor, 0.01, lambda: None)
-        raise AssertionError("condition not reached within %s s" % (timeout,))
-
-    return poll()
-
-
 class InteropTCPTests(unittest.TestCase):
     timeout = 15
 
@@ -86,25 +76,23 @@ class InteropTCPTests(unittest.TestCase):
             return tub.stopService()
         return None
 
-    @defer.inlineCallbacks
-    def listen(self, tub: Tub, endpoint: IStreamServerEndpoint) -> Any:
+    async def listen(self, tub: Tub, endpoint: IStreamServerEndpoint) -> Any:
         recorder = _PortRecorder(endpoint)
         tub.listenOn(recorder)
-        portnum = yield recorder.listening
+        portnum = await recorder.listening
         return "tcp:127.0.0.1:%d" % (portnum,)
 
-    @defer.inlineCallbacks
-    def refusedHint(self) -> Any:
+    async def refusedHint(self) -> Any:
         """A hint for a loopback port nobody listens on."""
-        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
             Factory.forProtocol(Protocol)
         )
         portnum = port.getHost().port
-        yield port.stopListening()
+        await port.stopListening()
         return "tcp:127.0.0.1:%d" % (portnum,)
 
-    @defer.inlineCallbacks
-    def test_stock_dialer_to_sidetls_listener(self) -> Any:
+    @coroutine
+    async def test_stock_dialer_to_sidetls_listener(self) -> Any:
         """
         An accepted socket is already the TLS server, so a sidetls listener
         serves stock dialers.
@@ -114,16 +102,16 @@ class InteropTCPTests(unittest.TestCase):
         installed, and txi2p's take seconds.)
         """
         listenerTub = self.makeTub()
-        hint = yield self.listen(
+        hint = await self.listen(
             listenerTub,
             foolscap_sidetls.listener(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")),
         )
         listenerTub.setLocation(hint)
         furl = listenerTub.registerReference(Echo())
 
-        rref = yield self.makeTub().getReference(furl)
+        rref = await self.makeTub().getReference(furl)
         payload = os.urandom(300 * 1024)
-        self.assertEqual((yield rref.callRemote("echo", payload)), payload)
+        self.assertEqual((await rref.callRemote("echo", payload)), payload)
 
         ours = rref.tracker.broker.transport
         self.assertFalse(ISideTLSTransport.providedBy(ours))
@@ -133,18 +121,18 @@ class InteropTCPTests(unittest.TestCase):
         self.assertEqual((theirs.role, theirs.tlsSide), ("listener", "server"))
         self.assertIsInstance(theirs.transport, tcp.Server)
 
-    @defer.inlineCallbacks
-    def test_sidetls_dialer_to_stock_listener(self) -> Any:
+    @coroutine
+    async def test_sidetls_dialer_to_stock_listener(self) -> Any:
         listenerTub = self.makeTub()
-        hint = yield self.listen(
+        hint = await self.listen(
             listenerTub, TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
         )
         listenerTub.setLocation(hint)
         furl = listenerTub.registerReference(Echo())
 
-        rref = yield self.makeTub(sidetlsDialer=True).getReference(furl)
+        rref = await self.makeTub(sidetlsDialer=True).getReference(furl)
         payload = os.urandom(300 * 1024)
-        self.assertEqual((yield rref.callRemote("echo", payload)), payload)
+        self.assertEqual((await rref.callRemote("echo", payload)), payload)
 
         ours = rref.tracker.broker.transport
         self.assertIsInstance(ours, SideTLSProtocol)
@@ -153,32 +141,32 @@ class InteropTCPTests(unittest.TestCase):
         (theirs,) = [b.transport for b in listenerTub.brokers.values()]
         self.assertIsInstance(theirs, tcp.Server)
 
-    @defer.inlineCallbacks
-    def test_several_hints_one_winner_stays_connected(self) -> Any:
+    @coroutine
+    async def test_several_hints_one_winner_stays_connected(self) -> Any:
         """
         Two good hints (two listeners of one Tub) and a refused one: the
         TubConnector races them, keeps one connection and abandons the
         rest; the winner is still usable afterwards and is the only broker.
         """
         listenerTub = self.makeTub()
-        good1 = yield self.listen(
+        good1 = await self.listen(
             listenerTub,
             foolscap_sidetls.listener(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")),
         )
-        good2 = yield self.listen(
+        good2 = await self.listen(
             listenerTub,
             foolscap_sidetls.listener(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")),
         )
-        refused = yield self.refusedHint()
+        refused = await self.refusedHint()
         listenerTub.setLocation(good1, refused, good2)
         furl = listenerTub.registerReference(Echo())
 
         dialerTub = self.makeTub(sidetlsDialer=True)
-        rref = yield dialerTub.getReference(furl)
-        self.assertEqual((yield rref.callRemote("echo", b"first")), b"first")
+        rref = await dialerTub.getReference(furl)
+        self.assertEqual((await rref.callRemote("echo", b"first")), b"first")
 
         # The connector finishes once every losing attempt has resolved.
-        yield waitUntil(lambda: not dialerTub._activeConnectors)
+        await until(self, lambda: not dialerTub._activeConnectors, 5.0, "the connector to finish")
         info = dialerTub.getConnectionInfoForFURL(furl)
         winner = info.winningHint
         self.assertIn(winner, (good1, good2))
@@ -199,8 +187,8 @@ class InteropTCPTests(unittest.TestCase):
         )
 
         # A bit later, the winner is still up and still the only one.
-        yield task.deferLater(reactor, 0.3, lambda: None)
-        self.assertEqual((yield rref.callRemote("echo", b"second")), b"second")
+        await task.deferLater(reactor, 0.3, lambda: None)
+        self.assertEqual((await rref.callRemote("echo", b"second")), b"second")
         tubref = SturdyRef(furl).getTubRef()
         self.assertEqual(list(dialerTub.brokers), [tubref])
         self.assertIs(dialerTub.brokers[tubref], rref.tracker.broker)
@@ -211,32 +199,32 @@ class InteropTCPTests(unittest.TestCase):
             rref.tracker.broker.transport.transport.getPeer().port,
         )
 
-    @defer.inlineCallbacks
-    def test_stopService_leaves_nothing_behind(self) -> Any:
+    @coroutine
+    async def test_stopService_leaves_nothing_behind(self) -> Any:
         """
         Stopping both Tubs after a call fires and leaves no listening port,
         no TCP connection and no timer of theirs in the reactor.
         """
         # After one turn, so trial's own timeout call is among the "before".
-        yield task.deferLater(reactor, 0, lambda: None)
+        await task.deferLater(reactor, 0, lambda: None)
         before = _tcpSelectables()
         timersBefore = set(reactor.getDelayedCalls())
 
         listenerTub = self.makeTub()
-        hint = yield self.listen(
+        hint = await self.listen(
             listenerTub,
             foolscap_sidetls.listener(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")),
         )
         listenerTub.setLocation(hint)
         furl = listenerTub.registerReference(Echo())
         dialerTub = self.makeTub(sidetlsDialer=True)
-        rref = yield dialerTub.getReference(furl)
-        self.assertEqual((yield rref.callRemote("echo", b"x")), b"x")
+        rref = await dialerTub.getReference(furl)
+        self.assertEqual((await rref.callRemote("echo", b"x")), b"x")
         self.assertGreaterEqual(len(_tcpSelectables() - before), 3)  # port + 2 ends
 
-        yield dialerTub.stopService()
-        yield listenerTub.stopService()
-        yield flushEventualQueue()
+        await dialerTub.stopService()
+        await listenerTub.stopService()
+        await flushEventualQueue()
 
         self.assertEqual(_tcpSelectables() - before, set())
         leftover = [

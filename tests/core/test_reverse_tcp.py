@@ -26,24 +26,12 @@ import foolscap_sidetls
 from foolscap_sidetls import TLSSideError
 from foolscap_sidetls.testing import ReverseServerEndpoint, SpliceRelay
 
+from .._support.waiting import coroutine, until
+
 
 class Echo(Referenceable):
     def remote_echo(self, data: Any) -> Any:
         return data
-
-
-def waitUntil(predicate: Any, timeout: float = 5.0) -> "defer.Deferred[None]":
-    """Poll the reactor until C{predicate()} is true."""
-
-    @defer.inlineCallbacks
-    def poll() -> Any:
-        for _ in range(int(timeout / 0.01)):
-            if predicate():
-                return
-            yield task.deferLater(reactor, 0.01, lambda: None)
-        raise AssertionError("condition not reached within %s s" % (timeout,))
-
-    return poll()
 
 
 # -- the relay and the reverse endpoint, without Foolscap -------------------
@@ -177,34 +165,32 @@ class SpliceRelayTests(unittest.TestCase):
     def _started(self, ports: tuple[int, int]) -> None:
         self.front, self.back = ports
 
-    @defer.inlineCallbacks
-    def listen(self, factory: Any, pool: int = 2) -> Any:
+    async def listen(self, factory: Any, pool: int = 2) -> Any:
         endpoint = ReverseServerEndpoint(reactor, self.relay.back_endpoint(), pool=pool)
-        port = yield endpoint.listen(factory)
+        port = await endpoint.listen(factory)
         self.addCleanup(port.stopListening)
-        yield waitUntil(lambda: self.relay.parked == pool)
+        await until(self, lambda: self.relay.parked == pool, 5.0, "self.relay.parked == pool")
         return port
 
-    @defer.inlineCallbacks
-    def dial(self, payload: bytes) -> Any:
+    async def dial(self, payload: bytes) -> Any:
         proto = _Collect(payload)
-        yield TCP4ClientEndpoint(reactor, "127.0.0.1", self.front).connect(
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", self.front).connect(
             Factory.forProtocol(lambda: proto)
         )
         return proto
 
-    @defer.inlineCallbacks
-    def test_splice_is_byte_exact_and_signal_is_consumed(self) -> Any:
+    @coroutine
+    async def test_splice_is_byte_exact_and_signal_is_consumed(self) -> Any:
         """
         A dialer's bytes reach the listener's protocol unchanged -- the
         relay's liveness line is not among them -- and the protocol was
         built with the dialer's address, over a client socket.
         """
         factory = _EchoFactory()
-        yield self.listen(factory)
+        await self.listen(factory)
         payload = os.urandom(3 * 1024 * 1024)  # several socket buffers
-        dialer = yield self.dial(payload)
-        echoed = yield dialer.done
+        dialer = await self.dial(payload)
+        echoed = await dialer.done
         self.assertEqual(len(echoed), len(payload))
         self.assertEqual(echoed, payload)
         self.assertEqual(b"".join(factory.received), payload)
@@ -216,28 +202,28 @@ class SpliceRelayTests(unittest.TestCase):
             (dialer.transport.getHost().host, dialer.transport.getHost().port),
         )
         dialer.transport.loseConnection()
-        yield dialer.lost
+        await dialer.lost
 
-    @defer.inlineCallbacks
-    def test_pool_refills_and_dialer_waits_for_a_parked_connection(self) -> Any:
+    @coroutine
+    async def test_pool_refills_and_dialer_waits_for_a_parked_connection(self) -> Any:
         """
         Each spliced connection is replaced at the relay; a dialer arriving
         when nothing is parked waits rather than being dropped.
         """
         factory = _EchoFactory()
-        yield self.listen(factory, pool=1)
-        first = yield self.dial(b"one")
-        second = yield self.dial(b"two")  # arrives before the refill
-        self.assertEqual((yield first.done), b"one")
-        self.assertEqual((yield second.done), b"two")
-        yield waitUntil(lambda: self.relay.parked == 1)
+        await self.listen(factory, pool=1)
+        first = await self.dial(b"one")
+        second = await self.dial(b"two")  # arrives before the refill
+        self.assertEqual((await first.done), b"one")
+        self.assertEqual((await second.done), b"two")
+        await until(self, lambda: self.relay.parked == 1, 5.0, "self.relay.parked == 1")
         self.assertEqual(self.relay.spliced, 2)
         for proto in (first, second):
             proto.transport.loseConnection()
-            yield proto.lost
+            await proto.lost
 
-    @defer.inlineCallbacks
-    def test_slow_reader_stalls_the_writer(self) -> Any:
+    @coroutine
+    async def test_slow_reader_stalls_the_writer(self) -> Any:
         """
         Flow control through the relay: while the listener's protocol does
         not read, a dialer writing as fast as it may is soon paused, after
@@ -245,18 +231,18 @@ class SpliceRelayTests(unittest.TestCase):
         the stream up -- and everything arrives once the listener reads.
         """
         sink = _SinkFactory()
-        yield self.listen(sink, pool=1)
+        await self.listen(sink, pool=1)
         flood = _Flood()
-        yield TCP4ClientEndpoint(reactor, "127.0.0.1", self.front).connect(
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", self.front).connect(
             Factory.forProtocol(lambda: flood)
         )
-        yield waitUntil(lambda: sink.protocols and flood.sent >= _Flood.CHUNK)
+        await until(self, lambda: sink.protocols and flood.sent >= _Flood.CHUNK, 5.0, "sink.protocols and flood.sent >= _Flood.CHUNK")
 
         # Wait until the dialer has been paused and stayed paused a while.
         stalled = 0
         for _ in range(1000):
             before = flood.sent
-            yield task.deferLater(reactor, 0.05, lambda: None)
+            await task.deferLater(reactor, 0.05, lambda: None)
             stalled = stalled + 1 if (flood.paused and flood.sent == before) else 0
             if stalled >= 6 or flood.sent >= _Flood.LIMIT:
                 break
@@ -270,41 +256,41 @@ class SpliceRelayTests(unittest.TestCase):
 
         sent = flood.stop()
         listenerSide.transport.resumeProducing()
-        yield waitUntil(lambda: listenerSide.received == sent, timeout=8)
+        await until(self, lambda: listenerSide.received == sent, 8.0, "listenerSide.received == sent")
         flood.transport.loseConnection()
-        yield flood.lost
+        await flood.lost
 
-    @defer.inlineCallbacks
-    def test_close_on_either_side_closes_the_other(self) -> Any:
+    @coroutine
+    async def test_close_on_either_side_closes_the_other(self) -> Any:
         factory = _EchoFactory()
-        yield self.listen(factory, pool=1)
-        dialer = yield self.dial(b"x")
-        yield dialer.done
+        await self.listen(factory, pool=1)
+        dialer = await self.dial(b"x")
+        await dialer.done
         (listenerSide,) = factory.made
         listenerSide.transport.loseConnection()
-        yield dialer.lost  # the relay passed the close on
-        yield waitUntil(lambda: self.relay.connections == 1)  # the new parked one
+        await dialer.lost  # the relay passed the close on
+        await until(self, lambda: self.relay.connections == 1, 5.0, "self.relay.connections == 1")  # the new parked one
 
-    @defer.inlineCallbacks
-    def test_stopListening_closes_parked_connections(self) -> Any:
+    @coroutine
+    async def test_stopListening_closes_parked_connections(self) -> Any:
         endpoint = ReverseServerEndpoint(reactor, self.relay.back_endpoint(), pool=3)
-        port = yield endpoint.listen(_EchoFactory())
-        yield waitUntil(lambda: self.relay.parked == 3)
-        yield port.stopListening()
-        yield waitUntil(lambda: self.relay.connections == 0)
+        port = await endpoint.listen(_EchoFactory())
+        await until(self, lambda: self.relay.parked == 3, 5.0, "self.relay.parked == 3")
+        await port.stopListening()
+        await until(self, lambda: self.relay.connections == 0, 5.0, "self.relay.connections == 0")
         self.assertEqual(port.parked, 0)
 
-    @defer.inlineCallbacks
-    def test_listen_fails_when_relay_is_unreachable(self) -> Any:
-        closed = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+    @coroutine
+    async def test_listen_fails_when_relay_is_unreachable(self) -> Any:
+        closed = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
             Factory.forProtocol(Protocol)
         )
         portnum = closed.getHost().port
-        yield closed.stopListening()
+        await closed.stopListening()
         endpoint = ReverseServerEndpoint(
             reactor, TCP4ClientEndpoint(reactor, "127.0.0.1", portnum), pool=2
         )
-        yield self.assertFailure(endpoint.listen(_EchoFactory()), error.ConnectionRefusedError)
+        await self.assertFailure(endpoint.listen(_EchoFactory()), error.ConnectionRefusedError)
 
 
 # -- Foolscap over the relay ------------------------------------------------
@@ -340,23 +326,23 @@ class ReverseListenerTests(unittest.TestCase):
             foolscap_sidetls.install(tub)
         return tub
 
-    @defer.inlineCallbacks
-    def test_stock_fails_with_double_clienthello(self) -> Any:
+    @coroutine
+    async def test_stock_fails_with_double_clienthello(self) -> Any:
         _, furl = self.reverseListener(sidetls=False)
         d = self.dialer(sidetls=False).getReference(furl)
-        failure = yield self.assertFailure(d, SSLError)
+        failure = await self.assertFailure(d, SSLError)
         # Whichever end reads the other's ClientHello first reports it
         # ('unexpected message'); the other gets its alert
         # ('tls alert unexpected message').
         self.assertIn("unexpected message", str(failure))
         self.assertEqual(self.relay.spliced, 1)
 
-    @defer.inlineCallbacks
-    def test_sidetls_succeeds(self) -> Any:
+    @coroutine
+    async def test_sidetls_succeeds(self) -> Any:
         listenerTub, furl = self.reverseListener(sidetls=True)
-        rref = yield self.dialer(sidetls=True).getReference(furl)
+        rref = await self.dialer(sidetls=True).getReference(furl)
         payload = os.urandom(256 * 1024)
-        echoed = yield rref.callRemote("echo", payload)
+        echoed = await rref.callRemote("echo", payload)
         self.assertEqual(echoed, payload)
 
         ours = rref.tracker.broker.transport
@@ -367,9 +353,9 @@ class ReverseListenerTests(unittest.TestCase):
         self.assertIsInstance(theirs.transport, TCPClientSocket)
         self.assertEqual(self.relay.spliced, 1)
 
-    @defer.inlineCallbacks
-    def test_sidetls_dialer_vs_stock_reverse_listener_is_explained(self) -> Any:
+    @coroutine
+    async def test_sidetls_dialer_vs_stock_reverse_listener_is_explained(self) -> Any:
         _, furl = self.reverseListener(sidetls=False)
         d = self.dialer(sidetls=True).getReference(furl)
-        failure = yield self.assertFailure(d, TLSSideError)
+        failure = await self.assertFailure(d, TLSSideError)
         self.assertIn("also acted as TLS client", str(failure))

@@ -25,7 +25,7 @@ from foolscap.negotiate import Negotiation
 from foolscap_sidetls import TLSHandshakeTimeout, TLSSideError, handler, install, listener
 from foolscap_sidetls.testing import INBOUND, OUTBOUND, MemoryNetwork
 
-from ._tls import outerClientOptions, outerServerOptions
+from .._support.tls import outerClientOptions, outerServerOptions
 
 
 class Echo(Referenceable):

@@ -2,7 +2,7 @@
 Foolscap over a child process's stdin/stdout: a transport with no
 startTLS at all.
 
-The child (tests/_pipe_child.py) is a listener serving one connection on
+The child (tests/_support/pipe_child.py) is a listener serving one connection on
 its stdio through SideTLSFactory(isClient=False); the parent dials it
 through a custom ``pipe:NAME`` hint whose endpoint is Twisted's
 ProcessEndpoint.  With foolscap-sidetls the TLS layer is spliced above the
@@ -20,7 +20,7 @@ import tempfile
 from typing import Any
 
 from zope.interface import implementer
-from twisted.internet import defer, error, reactor, task
+from twisted.internet import defer, error, reactor
 from twisted.internet.endpoints import ProcessEndpoint
 from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
 from twisted.trial import unittest
@@ -29,7 +29,9 @@ from foolscap.ipb import IConnectionHintHandler, InvalidHintError
 
 import foolscap_sidetls
 
-CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pipe_child.py")
+from .._support.waiting import coroutine, until
+
+CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "_support", "pipe_child.py")
 
 _HINT = re.compile(r"^pipe:([a-z0-9-]+)$")
 
@@ -92,8 +94,7 @@ class ProcessPipeTests(unittest.TestCase):
         self.transports: list[Any] = []
         self.addCleanup(self._reapChildren)
 
-    @defer.inlineCallbacks
-    def _reapChildren(self) -> Any:
+    def _reapChildren(self) -> "defer.Deferred[Any]":
         """Kill any child still running and wait until it is reaped."""
         for transport in self.transports:
             if transport.pid is not None:
@@ -101,11 +102,9 @@ class ProcessPipeTests(unittest.TestCase):
                     transport.signalProcess("KILL")
                 except error.ProcessExitedAlready:
                     pass
-        for _ in range(500):
-            if all(t.pid is None for t in self.transports):
-                return
-            yield task.deferLater(reactor, 0.01, lambda: None)
-        raise AssertionError("child process was not reaped")
+        return defer.Deferred.fromCoroutine(
+            until(self, lambda: all(t.pid is None for t in self.transports), 5.0, "the child process to be reaped")
+        )
 
     def makeDialer(self, sidetls: bool) -> Tub:
         tub = Tub(_test_options={"connect_timeout": 10})
@@ -123,24 +122,24 @@ class ProcessPipeTests(unittest.TestCase):
             self.transports[0].pid, "child process still running or not reaped"
         )
 
-    @defer.inlineCallbacks
-    def test_sidetls_over_pipes(self) -> Any:
+    @coroutine
+    async def test_sidetls_over_pipes(self) -> Any:
         """
         A dialer wrapped with foolscap_sidetls.handler reaches the child's
         Tub over its pipes; both ends took the TLS side of their role.
         """
         tub = self.makeDialer(sidetls=True)
         try:
-            rref = yield tub.getReference(self.furl)
+            rref = await tub.getReference(self.furl)
             payload = os.urandom(200 * 1024)
-            echoed = yield rref.callRemote("echo", payload)
+            echoed = await rref.callRemote("echo", payload)
             self.assertEqual(echoed, payload)
 
-            child = yield rref.callRemote("describe")
+            child = await rref.callRemote("describe")
             ours = rref.tracker.broker.transport
             pid = self.transports[0].pid
         finally:
-            yield tub.stopService()
+            await tub.stopService()
 
         self.assertEqual(child["pid"], pid)
         self.assertEqual(
@@ -154,8 +153,8 @@ class ProcessPipeTests(unittest.TestCase):
         self.assertChildGone()
         self.assertRaises(ProcessLookupError, os.kill, pid, 0)
 
-    @defer.inlineCallbacks
-    def test_stock_fails_over_pipes(self) -> Any:
+    @coroutine
+    async def test_stock_fails_over_pipes(self) -> Any:
         """
         Stock Foolscap over the same pipes asks the transport for startTLS,
         which a process transport does not have.
@@ -163,9 +162,9 @@ class ProcessPipeTests(unittest.TestCase):
         tub = self.makeDialer(sidetls=False)
         try:
             d = tub.getReference(self.furl)
-            failure = yield self.assertFailure(d, AttributeError)
+            failure = await self.assertFailure(d, AttributeError)
         finally:
-            yield tub.stopService()
+            await tub.stopService()
         self.assertIn("startTLS", str(failure))
         self.assertIn("_ProcessEndpointTransport", str(failure))
         # The failed negotiation closed the pipes and the child exited.

@@ -45,13 +45,14 @@ from foolscap.negotiate import Negotiation
 from foolscap.util import allocate_tcp_port
 
 from foolscap_sidetls import install, listener
+from foolscap_sidetls import Phase
 from foolscap_sidetls._protocol import SideTLSFactory
-from foolscap_sidetls._splice import SpliceRelay, _ParkedProtocol, _RelayEnd
+from foolscap_sidetls.testing._splice import SpliceRelay, _ParkedProtocol, _RelayEnd
 from foolscap_sidetls.testing import MemoryNetwork
 
-from ._hostile import Echo, LogCapture, certificate
-from ._tls import foolscapOptions
-from ._waiting import coroutine, until
+from .._support.hostile import Echo, LogCapture, certificate
+from .._support.tls import foolscapOptions
+from .._support.waiting import coroutine, until
 
 #: The attack: one 64 KiB write of empty header blocks.
 EMPTY_BLOCKS = b"\r\n\r\n" * 16384
@@ -477,7 +478,8 @@ class StartTLSAfterLossTests(SynchronousTestCase):
         self.assertIn("after the connection was lost", str(error))
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(self.app.lost, 1)
-        self.assertIsNone(self.wrapper._tls)
+        self.assertIsNone(self.wrapper.tlsSide)
+        self.assertIs(self.wrapper.phase, Phase.LOST)
         self.clock.advance(120)
         self.assertEqual(self.app.lost, 1)
 
@@ -548,7 +550,7 @@ class MemoryTransportTests(SynchronousTestCase):
         close_notify, but hands nothing more up: neither what was in
         flight nor what the peer sent after.
         """
-        from ._tls import SpeakerFactory
+        from .._support.tls import SpeakerFactory
 
         clock = Clock()
         net = MemoryNetwork(clock=clock)

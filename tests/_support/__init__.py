@@ -1,0 +1,1 @@
+"""Support shared by the test packages: certificates, hostile peers, bounded waits."""
