@@ -13,18 +13,22 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import shutil
 import socket
 import sys
 import time
-from typing import Any, NoReturn, Optional, Sequence, TextIO
+from typing import Any, Callable, NoReturn, Optional, Sequence, TextIO
 
 from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IReactorCore
+from twisted.python.failure import Failure
 
-from foolscap.api import Referenceable
+from foolscap.api import Referenceable, RemoteException
+from foolscap.call import CopiedFailure
+from foolscap.connection import TubConnector
 from foolscap.util import allocate_tcp_port
 
 from . import _onion, config as _config
@@ -45,6 +49,13 @@ TOR_CONTROL_PORTS = ("unix:/var/run/tor/control", "tcp:127.0.0.1:9051", "tcp:127
 STILL_WAITING = 15.0
 #: ping's longest --timeout: Foolscap gives up on a connection after 120 s itself.
 MAX_TIMEOUT = 120
+#: ping's default --timeout: well inside Foolscap's own limit, so that ping
+#: gives up first and reads each hint's status before Foolscap marks them all
+#: "abandoned" (which would hide what each was waiting for).
+DEFAULT_TIMEOUT = 90
+#: How often ping notes each hint's status while it waits, so that it can
+#: still say what a hint was doing if Foolscap's own timer gives up first.
+WATCH_EVERY = 1.0
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -117,6 +128,99 @@ def _print(out: TextIO, text: str = "") -> None:
     out.flush()
 
 
+class _RemoteError(Exception):
+    """
+    An exception raised at the other end of a Foolscap call (or reference
+    lookup), as a local exception a coroutine can catch.
+
+    @ivar kind: the remote exception's class name (C{ValueError}; a
+        non-builtin one with its module, C{foolscap.tokens.Violation}).
+    @ivar text: its message.
+    """
+
+    def __init__(self, failure: Failure) -> None:
+        self.failure = failure
+        qualified = failure.parents[0] if failure.parents else str(failure.type)
+        self.kind = qualified[len("builtins."):] if qualified.startswith("builtins.") else qualified
+        self.text = str(failure.value)
+        super().__init__("%s: %s" % (self.kind, self.text) if self.text else self.kind)
+
+    def check(self, *kinds: Any) -> bool:
+        return self.failure.check(*kinds) is not None
+
+
+def _locally(d: Deferred) -> Deferred:
+    """
+    C{d}, with a remote failure turned into a L{_RemoteError}.
+
+    Foolscap fails a remote call (and a getReference whose swissnum the
+    other Tub does not know) with a C{CopiedFailure}, whose C{value} is a
+    string: awaiting that inside a coroutine makes Twisted itself crash
+    while re-raising it, so it must become a real exception first.  (With
+    C{expose-remote-exception-types} off, the C{CopiedFailure} comes
+    wrapped in a C{RemoteException}.)
+    """
+
+    def local(failure: Failure) -> Failure:
+        wrapper = failure.value
+        if isinstance(wrapper, RemoteException):
+            failure = wrapper.failure
+        if isinstance(failure, CopiedFailure):
+            raise _RemoteError(failure)
+        return failure
+
+    return d.addErrback(local)
+
+
+# -- the command line's words for the library's advice ---------------------------------
+
+#: Advice in the library's messages that names its Python API, and what the
+#: command says instead: the create-node option, and the configuration key
+#: (with where the configuration is) -- which that option writes.
+_API_ADVICE = (
+    ("let foolscap_sidetls.tor.launch() start a tor of its own",
+     "pass --tor-launch to start a tor of its own",
+     "set [tor] launch = true in %s to start a tor of its own", "--tor-launch"),
+    ("let foolscap_sidetls.i2p.launch() start an i2pd of its own",
+     "pass --i2p-launch to start an i2pd of its own",
+     "set [i2p] launch = true (with no sam.port) in %s to start an i2pd of its own", "--i2p-launch"),
+    ("pass tor_binary='/path/to/tor'", "pass --tor-executable=/path/to/tor",
+     "set [tor] tor.executable = /path/to/tor in %s", "--tor-launch --tor-executable=/path/to/tor"),
+    ("pass executable='/path/to/i2pd'", "pass --i2p-executable=/path/to/i2pd",
+     "set [i2p] i2p.executable = /path/to/i2pd in %s", "--i2p-launch --i2p-executable=/path/to/i2pd"),
+)
+
+
+def _cli_words(text: str, config: Optional[str]) -> str:
+    """
+    C{text} with the library's Python-API advice in command-line words.
+
+    @param config: the configuration file the command uses (for its keys),
+        C{""} for ping's defaults (no file: the advice says how to make
+        one), or L{None} for create-node (whose options write those keys).
+    """
+    for api, option, key, writes in _API_ADVICE:
+        if api not in text:
+            continue
+        if config is None:
+            words = option
+        elif config:
+            words = key % (repr(config),)
+        else:
+            words = key % ("a file passed with --config (%s create-node DIR --listen=none %s writes one)"
+                           % (PROG, writes),)
+        text = text.replace(api, words)
+    return text
+
+
+def _config_of(args: argparse.Namespace) -> Optional[str]:
+    """What L{_cli_words} needs to know of the command: see its C{config}."""
+    if args.command == "create-node":
+        return None
+    argument = getattr(args, "config", None)
+    return _config_path(argument) if argument else ""
+
+
 # -- check ---------------------------------------------------------------------------
 
 
@@ -182,10 +286,13 @@ def _check_create_options(args: argparse.Namespace) -> list[str]:
         raise _Usage("use either --tor-launch or --tor-control-port, not both")
     if args.i2p_launch and args.i2p_sam_port:
         raise _Usage("use either --i2p-launch or --i2p-sam-port, not both")
-    uses_tor = "tor" in listen or args.hide_ip
-    if (args.tor_launch or args.tor_control_port or args.tor_executable) and not uses_tor:
+    # A dial-only node may bring its own tor or i2pd (or name the running
+    # one) for the hints it dials; a tcp listener's tor options would be
+    # unused without --hide-ip.
+    dial_only = listen == ["none"]
+    if _tor_options(args) and not (_uses_tor(listen, args) or dial_only):
         raise _Usage("--tor-* options need --listen=tor or --hide-ip")
-    if (args.i2p_launch or args.i2p_sam_port or args.i2p_executable or args.i2cp_options) and "i2p" not in listen:
+    if _i2p_options(args) and not ("i2p" in listen or dial_only):
         raise _Usage("--i2p-* options need --listen=i2p")
     if args.tor_executable and not args.tor_launch:
         raise _Usage("--tor-executable needs --tor-launch")
@@ -193,6 +300,18 @@ def _check_create_options(args: argparse.Namespace) -> list[str]:
         raise _Usage("--i2p-executable needs --i2p-launch")
     _check_values(args)
     return listen
+
+
+def _uses_tor(listen: list[str], args: argparse.Namespace) -> bool:
+    return "tor" in listen or bool(args.hide_ip)
+
+
+def _tor_options(args: argparse.Namespace) -> bool:
+    return bool(args.tor_launch or args.tor_control_port or args.tor_executable)
+
+
+def _i2p_options(args: argparse.Namespace) -> bool:
+    return bool(args.i2p_launch or args.i2p_sam_port or args.i2p_executable or args.i2cp_options)
 
 
 #: A configuration piece that only dials: checking one option must not
@@ -386,8 +505,7 @@ async def _write_node(
             else:
                 ports.append("tcp:%d" % (port,))
             hints.append("tcp:%s:%d" % (args.hostname, port))
-    uses_tor = "tor" in listen or args.hide_ip
-    if uses_tor:
+    if _uses_tor(listen, args) or _tor_options(args):
         if args.tor_launch:
             sections["tor"].append(("launch", "true"))
             if args.tor_executable:
@@ -412,16 +530,7 @@ async def _write_node(
         keyfile = os.path.join("private", "i2p_dest.privkey")
         address = await _make_i2p_key(reactor, args, basedir, os.path.join(basedir, keyfile), out)
         _print(out, "made the I2P destination key: %s" % (address,))
-        if args.i2p_launch:
-            sections["i2p"].append(("launch", "true"))
-            if args.i2p_executable:
-                sections["i2p"].append(("i2p.executable", str(_absolute(args.i2p_executable))))
-        elif args.i2p_sam_port:
-            sections["i2p"].append(("sam.port", args.i2p_sam_port))
-        else:
-            sections["i2p"].append(("sam.port", "tcp:127.0.0.1:7656"))
-        if args.i2cp_options:
-            sections["i2p"].append(("i2cp.options", args.i2cp_options))
+        sections["i2p"] += _i2p_entries(args, default_sam="tcp:127.0.0.1:7656")
         sections["i2p"] += [
             ("dest", "true"),
             ("dest.port", str(DEFAULT_EXTERNAL_PORT)),
@@ -431,6 +540,7 @@ async def _write_node(
         hints.append("i2p:%s:%d" % (address, DEFAULT_EXTERNAL_PORT))
     if listen == ["none"]:
         ports, hints = ["disabled"], ["disabled"]
+        sections["i2p"] += _i2p_entries(args)
     sections["node"] += [("tub.port", ",".join(ports)), ("tub.location", ",".join(hints))]
     if args.hide_ip:
         sections["node"].append(("reveal-IP-address", "false"))
@@ -462,19 +572,47 @@ async def _write_node(
     _print(out, "created %s" % (path,))
     _print(out, "  tub.port = %s" % (",".join(ports),))
     _print(out, "  tub.location = %s" % (",".join(hints),))
-    _print(out, "serve it with: %s serve %s" % (PROG, path))
+    if listen == ["none"]:
+        _print(out, "this node only dials, so there is nothing to serve; reach a FURL with its handlers: "
+               "%s ping --config %s FURL" % (PROG, path))
+    else:
+        _print(out, "serve it with: %s serve %s" % (PROG, path))
     return EXIT_OK
+
+
+def _i2p_entries(args: argparse.Namespace, default_sam: Optional[str] = None) -> list[tuple[str, str]]:
+    """The [i2p] keys that say how this node reaches I2P (which SAM bridge, with which options)."""
+    entries: list[tuple[str, str]] = []
+    if args.i2p_launch:
+        entries.append(("launch", "true"))
+        if args.i2p_executable:
+            entries.append(("i2p.executable", str(_absolute(args.i2p_executable))))
+    else:
+        sam = args.i2p_sam_port or default_sam
+        if sam:
+            entries.append(("sam.port", sam))
+    if args.i2cp_options:
+        entries.append(("i2cp.options", args.i2cp_options))
+    return entries
 
 
 # -- serve ----------------------------------------------------------------------------
 
 
 class _Progress:
-    """Prints each slow step once, and how long the current one has taken."""
+    """
+    Prints each slow step once, and how long the current one has taken.
 
-    def __init__(self, reactor: Any, out: TextIO) -> None:
+    @param poll: for a caller that cannot be told of each step (ping, which
+        only sees Foolscap's per-hint statuses): asked for the current step
+        (L{None} when nothing is under way) every L{STILL_WAITING} seconds,
+        so at most one line is printed per period and a quick success none.
+    """
+
+    def __init__(self, reactor: Any, out: TextIO, poll: Optional[Callable[[], Optional[str]]] = None) -> None:
         self._reactor = reactor
         self._out = out
+        self._poll = poll
         self._started = reactor.seconds()
         self._last: Optional[str] = None
         self._since = self._started
@@ -499,8 +637,19 @@ class _Progress:
         _print(self._out, "  [%5.1f s] %s" % (self.elapsed(), status))
 
     def _tick(self) -> None:
-        if self._last is not None:
-            _print(self._out, "  [%5.1f s] ... still %s" % (self.elapsed(), self._last.split(": ", 1)[-1]))
+        if self._poll is not None:
+            status = self._poll()
+            if status is None:
+                return
+            if status != self._last:
+                self(status)
+                return
+            still = status
+        elif self._last is None:
+            return
+        else:
+            still = self._last.split(": ", 1)[-1]
+        _print(self._out, "  [%5.1f s] ... still %s" % (self.elapsed(), still))
 
 
 async def _serve(reactor: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -565,6 +714,13 @@ async def _serve(reactor: Any, args: argparse.Namespace, out: TextIO, err: TextI
 
 
 _NO_HANDLER = "not tried: no handler for this hint type (disabled in the configuration, or unknown)"
+#: Foolscap's statuses for a hint that is done, one way or the other; any
+#: other status (Foolscap's "connecting", a handler's "waiting for tor
+#: bootstrap ...") means the hint is still under way.
+_FINAL_STATUSES = ("successful", "abandoned", "connection refused")
+_FINAL_PREFIXES = ("bad hint: ", "failed to connect: ", "negotiation failed: ")
+#: Foolscap's failure when its own connection timer gives up.
+_FOOLSCAP_TIMEOUT = "no connection established within client timeout"
 
 
 def _plain(status: Optional[str], handler: Any, won: bool, not_dialed: Optional[str] = None) -> str:
@@ -600,6 +756,51 @@ def _plain(status: Optional[str], handler: Any, won: bool, not_dialed: Optional[
     return "gave up while: " + status
 
 
+def _under_way(status: Optional[str]) -> bool:
+    return status is not None and status not in _FINAL_STATUSES and not status.startswith(_FINAL_PREFIXES)
+
+
+class _HintWatch:
+    """
+    Notes what each hint of one connection attempt is doing while ping
+    waits.
+
+    When Foolscap's own connection timer gives up, it cancels every hint
+    still under way and marks each "abandoned" -- the word it also uses for
+    hints that lost to another one -- before ping hears of it.  What a hint
+    was waiting for (tor's bootstrap, a SAM session) is then only known from
+    these notes, so the report does not depend on whose timer fired first.
+    """
+
+    def __init__(self, reactor: Any, info: Any) -> None:
+        self._info = info
+        #: hint -> the last status seen while it was under way.
+        self.last: dict[str, str] = {}
+        self._looking = task.LoopingCall(self.look)
+        self._looking.clock = reactor
+
+    def start(self) -> None:
+        if self._info is not None:
+            self._looking.start(WATCH_EVERY, now=True)
+
+    def stop(self) -> None:
+        if self._looking.running:
+            self._looking.stop()
+
+    def look(self) -> None:
+        for hint, status in self._info.connectorStatuses.items():
+            if _under_way(status):
+                self.last[hint] = status
+
+    def under_way(self) -> Optional[str]:
+        """The hints still under way and what each is doing, for L{_Progress}; None if none is."""
+        if self._info is None:
+            return None
+        pending = ["%s: %s" % (hint, status) for hint, status in self._info.connectorStatuses.items()
+                   if _under_way(status)]
+        return "; ".join(pending) or None
+
+
 def _describe_side(side: dict[str, Any]) -> str:
     if side.get("role") is None:
         return "not role-based (its TLS side came from the socket direction)"
@@ -612,14 +813,34 @@ def _hint_type(hint: str) -> str:
     return convert_legacy_hint(hint).split(":", 1)[0]
 
 
-def _report_hints(out: TextIO, info: Any, hints: Sequence[str], node: Optional[_config.NodeConfig] = None) -> None:
+def _report_hints(
+    out: TextIO,
+    info: Any,
+    hints: Sequence[str],
+    node: Optional[_config.NodeConfig] = None,
+    earlier: Optional[dict[str, str]] = None,
+    config: Optional[str] = "",
+) -> None:
+    """
+    @param earlier: each hint's last status while it was under way (see
+        L{_HintWatch}), for a hint Foolscap has since marked "abandoned"
+        though no other hint won.
+    @param config: where the command's configuration is, for L{_cli_words}.
+    """
+    winner = info.winningHint if info is not None else None
     for hint in hints:
         handler = info.connectionHandlers.get(hint) if info is not None else None
         status = info.connectorStatuses.get(hint) if info is not None else None
-        won = info is not None and info.winningHint == hint
-        kind = _hint_type(hint)
-        not_dialed = node.why_not_dialed(kind) if node is not None and kind in ("tcp", "tor", "i2p") else None
-        _print(out, "  %s: %s" % (hint, _plain(status, handler, won, not_dialed)))
+        if status == "abandoned" and winner is None:
+            # Nothing connected: Foolscap gave up on the whole attempt.
+            status = (earlier or {}).get(hint)
+            words = ("gave up before it connected (Foolscap abandoned the attempt)" if status is None
+                     else _plain(status, handler, False))
+        else:
+            kind = _hint_type(hint)
+            not_dialed = node.why_not_dialed(kind) if node is not None and kind in ("tcp", "tor", "i2p") else None
+            words = _plain(status, handler, winner == hint, not_dialed)
+        _print(out, _cli_words("  %s: %s" % (hint, words), config))
         if handler:
             _print(out, "    via %s" % (handler,))
 
@@ -657,6 +878,16 @@ async def _ping(reactor: Any, args: argparse.Namespace, out: TextIO, err: TextIO
         await tub.stopService()
 
 
+def _not_ping_service(method: str, e: _RemoteError) -> Optional[str]:
+    """Why the object at the FURL does not have C{method}, if that is why the call failed."""
+    if e.check(AttributeError) and "'remote_%s'" % (method,) in e.text:
+        return "it has no '%s' method" % (method,)
+    found = re.search(r"method '%s' not defined in ([^\s'\"]+)" % (re.escape(method),), e.text)
+    if found and e.check("foolscap.tokens.Violation"):
+        return "it has no '%s' method (its interface is %s)" % (method, found.group(1))
+    return None
+
+
 async def _ping_with(
     reactor: Any,
     tub: Any,
@@ -668,45 +899,70 @@ async def _ping_with(
     node: Optional[_config.NodeConfig] = None,
 ) -> int:
     hints = list(sturdy.locationHints)
+    config = _config_of(args)
     _print(out, "pinging Tub %s at %d hint%s (%s)"
            % (sturdy.tubID, len(hints), "" if len(hints) == 1 else "s", source))
     started = time.monotonic()
-    connecting = tub.getReference(sturdy)
+    connecting = _locally(tub.getReference(sturdy))
     info = tub.getConnectionInfoForFURL(args.furl)
+    watch = _HintWatch(reactor, info)
+    progress = _Progress(reactor, err, poll=watch.under_way)
     connecting.addTimeout(args.timeout, reactor)
+    watch.start()
+    progress.start()
     try:
         rref = await connecting
+    except _RemoteError as e:
+        _report_hints(out, info, hints, node, config=config)
+        if e.check(KeyError) and "unable to find reference for name" in e.text:
+            raise _Failed("connected to Tub %s, but it has no object with this FURL's name (swissnum): the "
+                          "FURL is mistyped or out of date, or the object is no longer registered there"
+                          % (sturdy.tubID,)) from None
+        raise _Failed("connected to Tub %s, but it refused the reference: %s" % (sturdy.tubID, e)) from None
     except Exception as e:
-        _report_hints(out, info, hints, node)
-        why = "no connection within %s s" % (args.timeout,) if isinstance(e, defer.TimeoutError) else (str(e) or repr(e))
-        _print(err, "%s ping: could not connect: %s" % (PROG, why))
-        return EXIT_FAILED
+        _report_hints(out, info, hints, node, watch.last, config)
+        if isinstance(e, defer.TimeoutError):
+            why = "no connection within %g s" % (args.timeout,)
+        elif str(e) == _FOOLSCAP_TIMEOUT:
+            why = "no connection within %g s (Foolscap's own limit for a connection)" % (
+                TubConnector.CONNECTION_TIMEOUT,)
+        else:
+            why = str(e) or repr(e)
+        raise _Failed("could not connect: " + why) from None
+    finally:
+        watch.stop()
+        progress.stop()
     connected = time.monotonic() - started
     info = rref.getConnectionInfo()
-    _report_hints(out, info, hints, node)
+    _report_hints(out, info, hints, node, config=config)
     _print(out, "connected in %.2f s through %s" % (connected, info.winningHint))
     _print(out, "this end:  %s" % (_describe_side(_side_of(rref.tracker.broker.transport)),))
     try:
-        theirs = await rref.callRemote("whoami", _Caller())
+        theirs = await _locally(rref.callRemote("whoami", _Caller()))
+    except _RemoteError as e:
+        _print(out, "other end: unknown")
+        missing = _not_ping_service("whoami", e)
+        if missing is not None:
+            raise _Failed("connected, but the object at this FURL is not a %s ping service: %s"
+                          % (PROG, missing)) from None
+        raise _Failed("connected, but the 'whoami' call failed at the other end: %s" % (e,)) from None
     except Exception as e:
         _print(out, "other end: unknown")
-        _print(err, "%s ping: connected, but the object at this FURL is not a %s ping service: %s"
-               % (PROG, PROG, str(e) or repr(e)))
-        return EXIT_FAILED
+        raise _Failed("connected, but the 'whoami' call failed: %s" % (str(e) or repr(e),)) from None
     _print(out, "other end: %s (%s)" % (_describe_side(theirs), theirs.get("software", "unknown software")))
     times = []
     for number in range(1, args.count + 1):
         sent = time.perf_counter()
         try:
             payload = b"ping %d" % (number,)
-            echoed = await rref.callRemote("ping", payload)
+            echoed = await _locally(rref.callRemote("ping", payload))
+        except _RemoteError as e:
+            raise _Failed("call %d failed at the other end: %s" % (number, e)) from None
         except Exception as e:
-            _print(err, "%s ping: call %d failed: %s" % (PROG, number, str(e) or repr(e)))
-            return EXIT_FAILED
+            raise _Failed("call %d failed: %s" % (number, str(e) or repr(e))) from None
         took = (time.perf_counter() - sent) * 1000
         if echoed != payload:
-            _print(err, "%s ping: call %d came back altered" % (PROG, number))
-            return EXIT_FAILED
+            raise _Failed("call %d came back altered" % (number,))
         times.append(took)
         _print(out, "ping %d: %.2f ms" % (number, took))
         if number < args.count and args.interval > 0:
@@ -726,7 +982,8 @@ def parser() -> argparse.ArgumentParser:
         "Tahoe-LAFS-style configuration file: check it, create one, serve with it, ping a FURL.",
         epilog="Exit status: 0 success, 1 connection or start failure, 2 usage or configuration error.",
     )
-    top.add_argument("--version", action="version", version="%s %s" % (PROG, __version__))
+    top.add_argument("--version", action="version", version=_version_line(),
+                     help="show the version (and Foolscap's, Twisted's and Python's) and exit")
     commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     check = commands.add_parser(
@@ -735,7 +992,9 @@ def parser() -> argparse.ArgumentParser:
         "the handler for each hint type, the listeners and the location FURLs would announce. "
         "Nothing is started, listened on or written.",
     )
-    check.add_argument("config", metavar="CONFIG")
+    check.add_argument("config", metavar="CONFIG",
+                       help="a configuration file (node.cfg, or a Tahoe-LAFS tahoe.cfg), or a node directory "
+                       "holding one")
 
     create = commands.add_parser(
         "create-node", help="write a configuration (and keys) for a new node",
@@ -752,7 +1011,8 @@ def parser() -> argparse.ArgumentParser:
                         "(with --location)")
     create.add_argument("--location", help="with --listen=tcp: the hints to announce, e.g. "
                         "tcp:example.net:3457 (with --port)")
-    create.add_argument("--tor-launch", action="store_true", help="launch a tor of our own when serving")
+    create.add_argument("--tor-launch", action="store_true", help="launch a tor of our own when serving "
+                        "(or, with --listen=none, when dialing tor: hints)")
     create.add_argument("--tor-executable", help="with --tor-launch: the tor to launch")
     create.add_argument("--tor-control-port", metavar="ENDPOINT",
                         help="a running tor's control port, e.g. tcp:127.0.0.1:9051 (default: the first "
@@ -770,12 +1030,15 @@ def parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve", help="run a Tub with a ping/echo service until interrupted",
+        usage="%(prog)s [-h] CONFIG [-v] [--log-file PATH]",
         description="Start the Tub CONFIG describes, register a small ping/echo service, print its "
         "FURL and serve until Ctrl-C (or SIGTERM). Slow steps (launching tor, bootstrap, publishing "
         "the onion service, opening the SAM session) are reported as they happen. The FURL is kept in "
         "DIR/%s, so it stays the same across runs." % (PING_FURL_FILE,),
     )
-    serve.add_argument("config", metavar="CONFIG")
+    serve.add_argument("config", metavar="CONFIG",
+                       help="a configuration file, or a node directory holding one (as made by create-node)")
+    _logging_options(serve)
 
     ping = commands.add_parser(
         "ping", help="connect to a FURL and report what happened to each hint",
@@ -789,10 +1052,65 @@ def parser() -> argparse.ArgumentParser:
     ping.add_argument("--count", type=int, default=3, metavar="N", help="calls to time (default: 3)")
     ping.add_argument("--interval", type=float, default=0.2, metavar="SECONDS",
                       help="pause between calls (default: 0.2)")
-    ping.add_argument("--timeout", type=float, default=float(MAX_TIMEOUT), metavar="SECONDS",
-                      help="give up connecting after this long (default, and at most: %d, Foolscap's "
-                      "own limit)" % (MAX_TIMEOUT,))
+    ping.add_argument("--timeout", type=float, default=float(DEFAULT_TIMEOUT), metavar="SECONDS",
+                      help="give up connecting after this long (default: %d; at most %d, Foolscap's "
+                      "own limit)" % (DEFAULT_TIMEOUT, MAX_TIMEOUT))
+    _logging_options(ping)
     return top
+
+
+def _logging_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("-v", "--verbose", action="store_true",
+                         help="log in detail, Foolscap's own log included (to stderr, or to --log-file)")
+    command.add_argument("--log-file", metavar="PATH",
+                         help="append Twisted's log (warnings, errors and what the reactor does; with -v, "
+                         "Foolscap's connection log too) to PATH")
+
+
+def _version_line() -> str:
+    import platform
+
+    import foolscap
+    import twisted
+
+    return "%s %s (Foolscap %s, Twisted %s, Python %s)" % (
+        PROG, __version__, foolscap.__version__, twisted.__version__, platform.python_version())
+
+
+def _start_logging(args: argparse.Namespace, err: TextIO) -> None:
+    """
+    Send Twisted's log where -v/--log-file say (nowhere without them), and
+    with -v bridge Foolscap's own log into it: Foolscap keeps its log to
+    itself otherwise, and that log is where each hint's attempt is told.
+    """
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
+
+    if not (args.verbose or args.log_file):
+        return
+    target: TextIO
+    if args.log_file:
+        try:
+            target = open(args.log_file, "a", encoding="utf-8")
+        except OSError as e:
+            raise _Usage("--log-file=%s: cannot open it for appending (%s); expected the path of a file in "
+                         "an existing, writable directory" % (args.log_file, e.strerror or e)) from None
+    else:
+        target = err
+    level = LogLevel.debug if args.verbose else LogLevel.info
+    observer = FilteringLogObserver(textFileLogObserver(target),
+                                    [LogLevelFilterPredicate(defaultLogLevel=level)])
+    # stdout and stderr stay the command's own: its report and its errors.
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    if args.verbose:
+        from foolscap.logging import log as flog
+
+        flog.bridgeLogsToTwisted(filter=lambda event: event["level"] >= flog.OPERATIONAL)
 
 
 _COMMANDS = {"check": _check, "create-node": _create_node, "serve": _serve, "ping": _ping}
@@ -802,12 +1120,14 @@ async def run(reactor: Any, argv: Sequence[str], out: TextIO, err: TextIO) -> in
     """Run one command; its exit status.  Usage errors raise SystemExit(2) from argparse."""
     args = parser().parse_args(list(argv))
     try:
+        if args.command in ("serve", "ping"):
+            _start_logging(args, err)
         return int(await _COMMANDS[args.command](reactor, args, out, err))
     except _Usage as e:
-        _print(err, "%s %s: error: %s" % (PROG, args.command, e))
+        _print(err, "%s %s: error: %s" % (PROG, args.command, _cli_words(str(e), _config_of(args))))
         return EXIT_USAGE
     except _Failed as e:
-        _print(err, "%s %s: %s" % (PROG, args.command, e))
+        _print(err, "%s %s: %s" % (PROG, args.command, _cli_words(str(e), _config_of(args))))
         return EXIT_FAILED
 
 
