@@ -16,7 +16,10 @@ L{control_endpoint}, L{control_endpoint_maker} and L{launch} handlers make
 one control connection (and L{launch} one tor process) per handler, shared
 by every dial and by L{listen}; Foolscap's connection status shows what it
 is waiting for (C{"launching tor"}, C{"connecting to tor control port
-..."}, C{"waiting for tor bootstrap (NN%: ...)"}).
+..."}, C{"waiting for tor bootstrap (NN%: ...)"}).  A tor whose bootstrap
+makes no progress for C{bootstrap_timeout} seconds (L{BOOTSTRAP_TIMEOUT}
+unless told otherwise) fails them with L{TorBootstrapError}, saying what
+tor reported, where its log is and what to check.
 
 Listening::
 
@@ -29,6 +32,7 @@ forwards to a Tub listener on 127.0.0.1, and removes it when the Tub stops.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -76,9 +80,11 @@ from ._files import write_private
 from ._protocol import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT
 
 __all__ = [
+    "BOOTSTRAP_TIMEOUT",
     "DEFAULT_ONION_PORT",
     "RETRY_INITIAL",
     "RETRY_MAX",
+    "TorBootstrapError",
     "TorControlError",
     "TorError",
     "TorHandler",
@@ -99,8 +105,16 @@ DEFAULT_ONION_PORT = 3457
 CONTROL_TIMEOUT = 30.0
 #: How long a launched tor may take to open its control port.
 LAUNCH_TIMEOUT = 60.0
+#: A launched tor's log is moved aside (to C{.old}) at a launch once it is
+#: bigger than this, so a tor relaunched after each failure does not fill
+#: the disk.
+LOG_MAX = 1024 * 1024
 #: How long L{listen} may take, bootstrap and descriptor upload included.
 LISTEN_TIMEOUT = 300.0
+#: How long tor may go without bootstrap progress (its percentage not
+#: rising) before dials and L{listen} fail with L{TorBootstrapError}: a tor
+#: that cannot reach the network otherwise keeps everyone waiting, silently.
+BOOTSTRAP_TIMEOUT = 60.0
 #: Opening tor's control connection (or launching tor) again after it
 #: failed: the first retry may start at once; after each further failure in
 #: a row, nothing is tried for RETRY_INITIAL seconds, doubling up to
@@ -166,6 +180,26 @@ class TorControlError(TorError):
     """Tor's control port refused us, did not answer, or rejected our authentication."""
 
 
+class TorBootstrapError(TorError):
+    """
+    Tor made no bootstrap progress for C{bootstrap_timeout} seconds.  The
+    message says what tor reported, where its log is and what to check;
+    the attributes are for programs that want to say it their own way.
+
+    @ivar percent: tor's bootstrap progress when it was given up on.
+    @ivar problem: the arguments of tor's last bootstrap warning (C{WARNING},
+        C{REASON}, C{HOSTADDR}, C{COUNT}, ... as tor sent them, unchecked),
+        or L{None} if it reported none.
+    """
+
+    def __init__(
+        self, message: str, percent: Optional[int] = None, problem: Optional[dict[str, str]] = None
+    ) -> None:
+        super().__init__(message)
+        self.percent = percent
+        self.problem = problem
+
+
 # -- small helpers ------------------------------------------------------------
 
 
@@ -223,6 +257,23 @@ async def _within(reactor: IReactorTime, seconds: float, d: Deferred) -> Any:
     finally:
         if timer.active():
             timer.cancel()
+
+
+def _check_bootstrap_timeout(what: str, value: object) -> Optional[float]:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(
+            "%s expects bootstrap_timeout to be a number of seconds more than 0 (how long tor "
+            "may go without bootstrap progress), or None to wait as long as it takes; got %s"
+            % (what, _kind(value))
+        )
+    return float(value)
 
 
 def _require_endpoint(value: object, what: str) -> None:
@@ -486,45 +537,241 @@ def _socks_from_listeners(reactor: Any, value: str) -> tuple[Optional[IStreamCli
     return None, "no SOCKS port (its SocksPort is 0)"
 
 
-def _parse_bootstrap(text: str) -> tuple[int, str]:
-    """Percentage and summary (with tor's warning, if any) of a BOOTSTRAP status."""
-    progress = re.search(r"PROGRESS=(\d+)", text)
-    summary = re.search(r'SUMMARY="((?:[^"\\]|\\.)*)"', text)
-    warning = re.search(r'WARNING="((?:[^"\\]|\\.)*)"', text)
-    described = summary.group(1) if summary else ""
-    if warning:
-        described += "; last problem: " + warning.group(1)
-    return int(progress.group(1)) if progress else 0, described
+#: The most of one status event that is read: tor's are a few hundred
+#: characters; anything past this is not looked at.
+_EVENT_MAX = 4096
+#: The most of one value (a SUMMARY, a WARNING, ...) that is shown.
+_VALUE_MAX = 160
+#: The most KEY=VALUE arguments kept from one event.
+_FIELDS_MAX = 32
+_ARGUMENT = re.compile(r'[ \t]*([A-Za-z0-9_]{1,64})(?:=("(?:[^"\\]|\\.)*"|[^\s"]*))?(?=\s|$)')
+_REASON_CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
+
+#: Tor's reasons (its REASON= codes, of OR connections) for a bootstrap
+#: problem, in words: what happened to its connection to a relay.
+_REASONS: dict[str, str] = {
+    "DONE": "was closed, by the relay or by a firewall or proxy in between",
+    "CONNECTREFUSED": "was refused",
+    "CONNECTRESET": "was reset, by the relay or by a firewall or proxy in between",
+    "TIMEOUT": "timed out",
+    "NOROUTE": "could not be made: no route to the relay, is the network up?",
+    "IOERROR": "failed with a read or write error",
+    "TLS_ERROR": "failed during the TLS handshake: something in between interfered, or it is not a tor relay",
+    "IDENTITY": "reached a relay with another identity than expected",
+    "RESOURCELIMIT": "failed: tor ran out of resources, sockets or memory",
+    "PT_MISSING": "could not be made: its pluggable transport is missing, see ClientTransportPlugin",
+    "CLOCK_SKEW": "showed that this machine's clock is wrong: check the date, time and time zone",
+    "MISC": "failed",
+}
 
 
-async def _wait_for_bootstrap(protocol: Any, report: Callable[[str], None], where: str) -> None:
+def _shown(value: str) -> str:
+    """A value from tor made safe to show: printable characters only, bounded."""
+    text = "".join(c if c.isprintable() else "?" for c in value)
+    return text if len(text) <= _VALUE_MAX else text[:_VALUE_MAX] + "..."
+
+
+def _status_event(text: str) -> tuple[list[str], dict[str, str]]:
+    """
+    The words (severity, action) and C{KEY=VALUE} arguments of a tor
+    status event (C{NOTICE BOOTSTRAP PROGRESS=5 ... SUMMARY="..."}), read
+    as the control protocol defines them -- quoted values with backslash
+    escapes -- rather than searched for, so that a value cannot pass for
+    another argument.  A tor control port is as untrusted as any peer until
+    parsed: only the first L{_EVENT_MAX} characters are read, reading stops
+    at the first malformed argument, the first of a repeated key wins, and
+    values are left raw (see L{_shown}).
+    """
+    text = text[:_EVENT_MAX].split("\n", 1)[0]
+    words: list[str] = []
+    fields: dict[str, str] = {}
+    position = 0
+    while position < len(text) and len(fields) < _FIELDS_MAX:
+        found = _ARGUMENT.match(text, position)
+        if found is None or found.end() == position:
+            break
+        position = found.end()
+        key, value = found.group(1), found.group(2)
+        if value is None:
+            if not fields:
+                words.append(key)
+            continue
+        if value.startswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        fields.setdefault(key.upper(), value)
+    return words, fields
+
+
+def _percent(fields: dict[str, str]) -> Optional[int]:
+    """PROGRESS as a number from 0 to 100, or L{None} if it is not one."""
+    value = fields.get("PROGRESS", "")
+    if not (value.isascii() and value.isdigit() and len(value) <= 3) or int(value) > 100:
+        return None
+    return int(value)
+
+
+class _Bootstrap:
+    """
+    What tor has said about its bootstrap: the highest progress, its
+    summary, and its last warning.
+    """
+
+    def __init__(self) -> None:
+        self.percent = -1
+        self.summary = ""
+        #: The arguments of the last BOOTSTRAP event with a WARNING.
+        self.problem: Optional[dict[str, str]] = None
+
+    def seen(self, text: str) -> bool:
+        """Take one STATUS_CLIENT event; L{True} if the progress rose."""
+        words, fields = _status_event(text)
+        if "BOOTSTRAP" not in words[:2]:
+            return False
+        percent = _percent(fields)
+        if percent is None:
+            return False
+        if "WARNING" in fields:
+            self.problem = fields
+        if percent <= self.percent:
+            return False
+        self.percent = percent
+        self.summary = _shown(fields.get("SUMMARY", ""))
+        return True
+
+    def status(self) -> str:
+        described = self.summary
+        if self.problem is not None:
+            described += "; last problem: " + self._short_problem(self.problem)
+        return "waiting for tor bootstrap (%d%%: %s)" % (max(self.percent, 0), described)
+
+    @staticmethod
+    def _short_problem(problem: dict[str, str]) -> str:
+        warning, reason = problem.get("WARNING", ""), problem.get("REASON", "")
+        if reason in _REASONS and warning.strip().upper() in ("", reason):
+            # Tor's WARNING is often its reason code itself ("DONE").
+            return "the connection to a relay %s (%s)" % (_REASONS[reason], reason)
+        if warning.strip():
+            return _shown(warning)
+        return "reason " + _shown(reason) if reason else "unknown"
+
+    def warning(self) -> str:
+        """Tor's last warning, in words: which relay, what happened, why."""
+        problem = self.problem
+        if problem is None:
+            return (
+                "tor reported no problem: its connections may be silently dropped "
+                "(a firewall that drops packets, a network that is down)"
+            )
+        reason = problem.get("REASON", "")
+        warning = problem.get("WARNING", "").strip()
+        relay = "the relay at %s" % (_shown(problem["HOSTADDR"]),) if problem.get("HOSTADDR") else "a relay"
+        if reason in _REASONS:
+            text = "the connection to %s %s" % (relay, _REASONS[reason])
+        else:
+            text = "the connection to %s failed" % (relay,)
+        detail = []
+        if warning and warning.upper() != reason:
+            detail.append('tor says "%s"' % (_shown(warning),))
+        if reason:
+            detail.append("reason %s" % (reason if _REASON_CODE.match(reason) else _shown(reason),))
+        count = problem.get("COUNT", "")
+        if count.isascii() and count.isdigit() and len(count) <= 9 and int(count) > 1:
+            detail.append("%d times" % (int(count),))
+        return text + (" (%s)" % (", ".join(detail),) if detail else "")
+
+
+def _stalled(seconds: float, state: _Bootstrap, log_hint: str, launched: bool) -> str:
+    """What L{TorBootstrapError} says: what tor reports, its log, what to check."""
+    if launched:
+        bridges = "in launch()'s extra_config"
+        other = (
+            "or try this machine's own tor instead of launching one ([tor] launch = false "
+            "and [tor] control.port, or control_endpoint())"
+        )
+    else:
+        bridges = "in that tor's torrc"
+        other = "or compare with a tor launched here ([tor] launch = true, or launch())"
+    if state.percent < 0:
+        progress = "it reported none at all"
+    else:
+        progress = "it is at %d%% (%s)" % (state.percent, state.summary or "no summary")
+    return (
+        "tor made no bootstrap progress for %g s: %s. Its last warning: %s. %s. "
+        "Check that this machine can reach the internet (is the network up?) and that no "
+        "firewall or proxy blocks tor's outgoing connections (relays listen on ports such as "
+        "443 and 9001); where tor is blocked, it needs bridges (UseBridges 1 and Bridge lines, "
+        "%s); %s. To keep waiting instead, set bootstrap_timeout=None"
+        % (seconds, progress, state.warning(), log_hint, bridges, other)
+    )
+
+
+async def _wait_for_bootstrap(
+    reactor: IReactorTime,
+    protocol: Any,
+    report: Callable[[str], None],
+    where: str,
+    timeout: Optional[float] = None,
+    log_hint: str = "",
+    launched: bool = False,
+) -> None:
+    """
+    Until tor has bootstrapped, reporting its progress; fails with
+    L{TorBootstrapError} once the progress has not risen for C{timeout}
+    seconds (L{None}: waits as long as it takes).
+    """
     waiting = _UntilClosed(
         protocol,
         "the control connection to %s closed while waiting for tor to bootstrap "
         "(did tor exit?)" % (where,),
     )
     done = waiting.result
-
+    state = _Bootstrap()
     reported: list[str] = []
 
+    def stalled() -> None:
+        if not done.called:
+            done.errback(
+                TorBootstrapError(
+                    _stalled(timeout or 0.0, state, log_hint or where, launched),
+                    percent=max(state.percent, 0),
+                    problem=state.problem,
+                )
+            )
+
+    timer = reactor.callLater(timeout, stalled) if timeout is not None else None
+
     def seen(text: str) -> None:
-        if "BOOTSTRAP" not in text.split()[:2] or done.called:
+        if done.called:
             return
-        percent, summary = _parse_bootstrap(text)
-        if percent >= 100:
+        rose = state.seen(text)
+        if state.percent >= 100:
             done.callback(None)
             return
-        status = "waiting for tor bootstrap (%d%%: %s)" % (percent, summary)
-        if status not in reported[-1:]:
+        if rose and timer is not None and timeout is not None and timer.active():
+            timer.reset(timeout)  # progress: the clock starts again
+        status = state.status()
+        if state.percent >= 0 and status not in reported[-1:]:
             reported.append(status)
             report(status)
 
-    await protocol.add_event_listener("STATUS_CLIENT", seen)
+    def phase(answer: dict[str, str]) -> None:
+        seen(answer.get("status/bootstrap-phase", ""))
+
+    def failed(f: Failure) -> None:
+        if not done.called:
+            done.errback(f)
+
+    def ask(_: Any) -> None:
+        protocol.get_info("status/bootstrap-phase").addCallbacks(phase, failed)
+
     try:
-        phase = await protocol.get_info("status/bootstrap-phase")
-        seen(phase.get("status/bootstrap-phase", ""))
+        # Only C{done} is awaited: a tor that never answers is bounded by
+        # the timer too.
+        protocol.add_event_listener("STATUS_CLIENT", seen).addCallbacks(ask, failed)
         await done
     finally:
+        if timer is not None and timer.active():
+            timer.cancel()
         if waiting.finish():
             _quietly(protocol.remove_event_listener("STATUS_CLIENT", seen))
 
@@ -560,8 +807,14 @@ async def _open_control(
     report: Callable[[str], None],
     where: Optional[str] = None,
     after_auth: Optional[Callable[[Any], Awaitable[None]]] = None,
+    bootstrap_timeout: Optional[float] = BOOTSTRAP_TIMEOUT,
+    log_hint: Optional[str] = None,
+    launched: bool = False,
 ) -> _Session:
-    """Connect, authenticate, find the SOCKS port, wait for bootstrap."""
+    """
+    Connect, authenticate, find the SOCKS port, wait for bootstrap (see
+    L{_wait_for_bootstrap}; C{log_hint} says where tor's log is).
+    """
     where = where or "tor's control port at %s" % (_where(endpoint),)
     report("connecting to tor control port %s" % (_where(endpoint),))
     # No password_function: txtorcon then says plainly that cookie
@@ -599,7 +852,14 @@ async def _open_control(
         socks, socks_where = _socks_from_listeners(
             reactor, listeners.get("net/listeners/socks", "")
         )
-        await _wait_for_bootstrap(protocol, report, where)
+        if log_hint is None:
+            log_hint = (
+                "Tor's log is that tor's own, the one behind %s (Debian/Ubuntu's system tor: "
+                "journalctl -u tor@default)" % (where,)
+            )
+        await _wait_for_bootstrap(
+            reactor, protocol, report, where, bootstrap_timeout, log_hint, launched
+        )
     except BaseException:
         _close(protocol)
         raise
@@ -624,6 +884,9 @@ class _TorProcess(ProcessProtocol):
         self._partial = b""
         #: A temporary DataDirectory to remove once this tor has exited.
         self.temporary: Optional[str] = None
+        #: Where it logs; whether its launch failed (see _Launcher._log_file).
+        self.log_file: Optional[str] = None
+        self.failed = False
         self.ended: Optional[Failure] = None
         self._waiting: list[Deferred] = []
 
@@ -693,6 +956,13 @@ class _TorProcess(ProcessProtocol):
     @property
     def pid(self) -> Any:
         return getattr(self.transport, "pid", None)
+
+
+def _nonempty(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except OSError:
+        return False
 
 
 def _find_tor(tor_binary: Optional[str]) -> str:
@@ -773,11 +1043,16 @@ class _Launcher:
         data_directory: Optional[str],
         tor_binary: str,
         extra_config: dict[str, list[str]],
+        bootstrap_timeout: Optional[float] = BOOTSTRAP_TIMEOUT,
     ) -> None:
         self.data_directory = data_directory
         self.tor_binary = tor_binary
         self.extra_config = extra_config
+        self.bootstrap_timeout = bootstrap_timeout
         self.process: Optional[_TorProcess] = None
+        #: Where tor writes its log (sidetls-tor.log in its DataDirectory, or a
+        #: temporary file with a temporary DataDirectory), once launched.
+        self.log_file: Optional[str] = None
         self._shutdown_trigger: Any = None
         self._reactor: Any = None
 
@@ -815,11 +1090,15 @@ class _Launcher:
                 os.remove(portfile)
             with open(torrc, "w") as f:
                 f.write("\n".join(self._config(datadir, portfile)) + "\n")
+            log_file = self._log_file(process, datadir)
             try:
                 reactor.spawnProcess(
                     process,
                     self.tor_binary,
-                    [self.tor_binary, "--defaults-torrc", os.devnull, "-f", torrc],
+                    # The log file on the command line, appended ("+Log")
+                    # to whatever Log lines the torrc has.
+                    [self.tor_binary, "--defaults-torrc", os.devnull, "-f", torrc,
+                     "+Log", "notice file " + log_file],
                     env={"HOME": datadir, "PATH": _search_path()},
                     path=datadir,
                 )
@@ -838,12 +1117,40 @@ class _Launcher:
                 where="the control port (%s:%d) of the tor launched here (pid %s)"
                 % (host, port, process.pid),
                 after_auth=self._take_ownership,
+                bootstrap_timeout=self.bootstrap_timeout,
+                log_hint="Tor's log: %s" % (log_file,),
+                launched=True,
             )
-        except BaseException:
+        except BaseException as e:
+            # Its log tells why, unless we gave up on it ourselves.
+            process.failed = not isinstance(e, CancelledError)
             self._end(process)
             raise
         session.on_lost(lambda: _quietly(self._end(process)))
         return session
+
+    def _log_file(self, process: _TorProcess, datadir: str) -> str:
+        """
+        Where this launch's tor logs: appended to, so a failed launch's log
+        is still there after the next one starts; moved to C{.old} past
+        L{LOG_MAX} bytes.  A temporary DataDirectory is removed when tor
+        stops, so its log lives beside it and outlives a failed launch.
+        """
+        if process.temporary is None:
+            path = os.path.join(datadir, "sidetls-tor.log")
+        elif self.log_file is not None and os.path.exists(self.log_file):
+            path = self.log_file  # kept after a failed launch
+        else:
+            fd, path = tempfile.mkstemp(prefix="sidetls-tor-", suffix=".log")
+            os.close(fd)
+        try:
+            if os.path.exists(path) and os.path.getsize(path) > LOG_MAX:
+                os.replace(path, path + ".old")
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        except OSError as e:
+            raise TorError("cannot write tor's log file %s: %s" % (path, e.strerror or e)) from None
+        self.log_file = process.log_file = path
+        return path
 
     @staticmethod
     async def _take_ownership(protocol: Any) -> None:
@@ -885,6 +1192,13 @@ class _Launcher:
             if process.temporary is not None:
                 shutil.rmtree(process.temporary, ignore_errors=True)
                 process.temporary = None
+                # Its log, unless it tells why this launch failed.
+                log_file = process.log_file
+                if log_file is not None and not (process.failed and _nonempty(log_file)):
+                    try:
+                        os.remove(log_file)
+                    except FileNotFoundError:
+                        pass
 
         return d.addBoth(cleanup)
 
@@ -1201,6 +1515,7 @@ def control_endpoint(
     handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
     negotiation_timeout: Optional[float] = None,
     close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+    bootstrap_timeout: Optional[float] = BOOTSTRAP_TIMEOUT,
 ) -> TorHandler:
     """
     Use the running tor whose control port is C{tor_control_endpoint}: one
@@ -1208,14 +1523,20 @@ def control_endpoint(
     cookie), tells where the SOCKS port is and when tor has bootstrapped;
     L{listen} publishes onion services over it.  Reopened on the next use
     if it is lost.
+
+    @param bootstrap_timeout: seconds tor may go without bootstrap progress
+        before the dials (and L{listen}) waiting for it fail with
+        L{TorBootstrapError}, which says what tor reports; progress starts
+        the clock again.  L{None}: wait as long as it takes.
     """
     _require_endpoint(tor_control_endpoint, "foolscap_sidetls.tor.control_endpoint()")
     _checkLimits(
         "foolscap_sidetls.tor.control_endpoint()", handshake_timeout, negotiation_timeout, close_timeout
     )
+    stall = _check_bootstrap_timeout("foolscap_sidetls.tor.control_endpoint()", bootstrap_timeout)
 
     def opener(reactor: Any, report: Callable[[str], None]) -> Awaitable[_Session]:
-        return _open_control(reactor, tor_control_endpoint, report)
+        return _open_control(reactor, tor_control_endpoint, report, bootstrap_timeout=stall)
 
     shared = _SharedTor(opener, "tor control port %s" % (_where(tor_control_endpoint),))
     return TorHandler(
@@ -1234,6 +1555,7 @@ def control_endpoint_maker(
     handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
     negotiation_timeout: Optional[float] = None,
     close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+    bootstrap_timeout: Optional[float] = BOOTSTRAP_TIMEOUT,
 ) -> TorHandler:
     """
     Like L{control_endpoint}, with the endpoint made on first use by
@@ -1253,6 +1575,7 @@ def control_endpoint_maker(
         negotiation_timeout,
         close_timeout,
     )
+    stall = _check_bootstrap_timeout("foolscap_sidetls.tor.control_endpoint_maker()", bootstrap_timeout)
     made: list[IStreamClientEndpoint] = []
 
     async def opener(reactor: Any, report: Callable[[str], None]) -> _Session:
@@ -1269,7 +1592,7 @@ def control_endpoint_maker(
                     "IStreamClientEndpoint" % (tor_control_endpoint_maker, _kind(endpoint))
                 )
             made.append(endpoint)
-        return await _open_control(reactor, made[0], report)
+        return await _open_control(reactor, made[0], report, bootstrap_timeout=stall)
 
     name = getattr(tor_control_endpoint_maker, "__name__", repr(tor_control_endpoint_maker))
     shared = _SharedTor(opener, "tor control port from %s()" % (name,))
@@ -1290,6 +1613,7 @@ def launch(
     handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
     negotiation_timeout: Optional[float] = None,
     close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+    bootstrap_timeout: Optional[float] = BOOTSTRAP_TIMEOUT,
 ) -> TorHandler:
     """
     Start a tor of our own on first use (once per handler), wait for it to
@@ -1307,6 +1631,13 @@ def launch(
     @param extra_config: further torrc options, C{{"Option": "value"}} or
         C{{"Option": ["value1", "value2"]}} for repeated lines (for
         example the C{DirAuthority} lines of a private network).
+    @param bootstrap_timeout: seconds tor may go without bootstrap progress
+        before the dials (and L{listen}) waiting for it fail with
+        L{TorBootstrapError} -- saying what tor reports and where its log
+        is -- and this tor is stopped (the next use launches another);
+        progress starts the clock again.  L{None}: wait as long as it
+        takes.  Tor logs to C{sidetls-tor.log} in C{data_directory} (with
+        a temporary one: a temporary file, kept if the launch failed).
     @raise TorNotFound: no tor executable.
     @raise TypeError, ValueError: unusable arguments.
     """
@@ -1321,9 +1652,10 @@ def launch(
             "launch() expects tor_binary to be a path (str) or None, got %s" % (_kind(tor_binary),)
         )
     config = _check_extra_config(extra_config)
+    stall = _check_bootstrap_timeout("foolscap_sidetls.tor.launch()", bootstrap_timeout)
     binary = _find_tor(os.fspath(tor_binary) if tor_binary is not None else None)
     launcher = _Launcher(
-        os.fspath(data_directory) if data_directory is not None else None, binary, config
+        os.fspath(data_directory) if data_directory is not None else None, binary, config, stall
     )
     shared = _SharedTor(launcher.open, "the tor launched by foolscap_sidetls.tor.launch()")
     return TorHandler(
