@@ -117,6 +117,7 @@ _KEYS: dict[str, dict[str, str]] = {
         "tor.executable": "the tor to launch",
         "control.port": "client endpoint of a running tor's control port",
         "socks.port": "client endpoint of a running tor's SOCKS port",
+        "bootstrap.timeout": "seconds tor may go without bootstrap progress (0 or none: keep waiting)",
         "onion": "publish an onion service for this Tub",
         "onion.local_port": "the 127.0.0.1 port the onion service forwards to",
         "onion.external_port": "the onion service's port",
@@ -515,6 +516,9 @@ class _Tor:
     socks_port: Optional[str] = None
     onion: Optional[_Onion] = None
     available: bool = True
+    #: Seconds without bootstrap progress before dials and the onion
+    #: service fail saying why; None: wait as long as it takes.
+    bootstrap_timeout: Optional[float] = 60.0
 
 
 @dataclass(frozen=True)
@@ -1014,6 +1018,12 @@ def _read_tor(reader: _Reader, entries: list[_Listen], reveal_ip: bool) -> _Tor:
             "pip install 'foolscap-sidetls[tor]'", value,
         )
     executable = reader.executable(section, "tor.executable", "tor", search) if launch else None
+    bootstrap_timeout = _read_bootstrap_timeout(reader, _tor_module)
+    if not launch and not control and reader.get(section, "bootstrap.timeout") is not None:
+        reader.warnings.append(
+            "[tor] bootstrap.timeout is not used: only a launched tor ([tor] launch = true) or one "
+            "at [tor] control.port tells its bootstrap progress"
+        )
     if not launch and reader.get(section, "tor.executable") is not None:
         reader.warnings.append("[tor] tor.executable is not used: [tor] launch is not true")
     if launch:
@@ -1098,7 +1108,22 @@ def _read_tor(reader: _Reader, entries: list[_Listen], reveal_ip: bool) -> _Tor:
             "onion.private_key_file)",
             None, reader.get("node", "tub.port"),
         )
-    return _Tor(enabled, launch, executable, control, socks, onion_plan, available)
+    return _Tor(enabled, launch, executable, control, socks, onion_plan, available, bootstrap_timeout)
+
+
+def _read_bootstrap_timeout(reader: _Reader, tor_module: Any) -> Optional[float]:
+    default = tor_module.BOOTSTRAP_TIMEOUT if tor_module is not None else 60.0
+    value = reader.get("tor", "bootstrap.timeout")
+    if value is None or value == "":  # Tahoe: an empty value means "not set"
+        return float(default)
+    if value.lower() == "none" or value == "0":
+        return None
+    if not _ascii_digits(value):
+        raise reader.bad(
+            "tor", "bootstrap.timeout", "not a number of seconds",
+            "a whole number of seconds, e.g. 60, or 0 (or none) to wait for tor as long as it takes",
+        )
+    return float(int(value))
 
 
 def _read_onion_key(reader: _Reader, value: str, path: str) -> str:
@@ -1586,6 +1611,7 @@ class _Made:
             made = tor.launch(
                 data_directory=os.path.join(self._config.basedir, TOR_STATEDIR),
                 tor_binary=settings.executable,
+                bootstrap_timeout=settings.bootstrap_timeout,
             )
             self.stops.append(made.stop)
             self._cache["tor-launch"] = made
@@ -1596,7 +1622,10 @@ class _Made:
             from . import tor
 
             assert self._config._tor.control_port is not None
-            made = tor.control_endpoint(clientFromString(self._reactor, self._config._tor.control_port))
+            made = tor.control_endpoint(
+                clientFromString(self._reactor, self._config._tor.control_port),
+                bootstrap_timeout=self._config._tor.bootstrap_timeout,
+            )
             self.stops.append(made.stop)
             self._cache["tor-control"] = made
         return self._cache["tor-control"]

@@ -700,7 +700,8 @@ def _stalled(seconds: float, state: _Bootstrap, log_hint: str, launched: bool) -
         "Check that this machine can reach the internet (is the network up?) and that no "
         "firewall or proxy blocks tor's outgoing connections (relays listen on ports such as "
         "443 and 9001); where tor is blocked, it needs bridges (UseBridges 1 and Bridge lines, "
-        "%s); %s. To keep waiting instead, set bootstrap_timeout=None"
+        "%s); %s. To keep waiting instead, set bootstrap_timeout=None (in a node's configuration: "
+        "[tor] bootstrap.timeout = none)"
         % (seconds, progress, state.warning(), log_hint, bridges, other)
     )
 

@@ -323,7 +323,7 @@ BAD: list[tuple[str, str]] = [
      "'node.cfg' [tor] onion.external_port = '65536': not a port number; " + EXPECT_PORT),
     ("[tor]\nhidden_service_dir = x\n",
      "'node.cfg' [tor] hidden_service_dir = 'x': unknown key; expected one of enabled, launch, "
-     "tor.executable, control.port, socks.port, onion, onion.local_port, onion.external_port, "
+     "tor.executable, control.port, socks.port, bootstrap.timeout, onion, onion.local_port, onion.external_port, "
      "onion.private_key_file"),
     # -- [i2p]
     ("[i2p]\nenabled = maybe\n", "'node.cfg' [i2p] enabled = 'maybe': not a boolean; " + EXPECT_BOOL),

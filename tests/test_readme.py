@@ -69,6 +69,8 @@ SKIPPED = [
     ("Using it", "fragments: the endpoints, the reactor and child.py are yours"),
     ("Tor", "needs a running tor"),
     ("I2P", "needs an I2P router with its SAM bridge"),
+    ("The plugin cache: when `sidetls:` strings are slow to parse",
+     "rewrites the plugin cache of the Python it runs with"),
 ]
 #: The session that shows a failure to reach tor expects nothing to answer there.
 TOR_SOCKS_PORTS = (9050, 9150)

@@ -25,7 +25,7 @@ from twisted.logger import Logger, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from foolscap_sidetls import tor
+from foolscap_sidetls import config, tor
 
 from .test_tor import ONION, FakeTor, _ControlServer, ProcessReactor, Statuses, makeTub, scratch
 
@@ -44,7 +44,7 @@ CHECK = (
     "Check that this machine can reach the internet (is the network up?) and that no firewall or "
     "proxy blocks tor's outgoing connections (relays listen on ports such as 443 and 9001); where "
     "tor is blocked, it needs bridges (UseBridges 1 and Bridge lines, %s); %s. To keep waiting "
-    "instead, set bootstrap_timeout=None"
+    "instead, set bootstrap_timeout=None (in a node's configuration: [tor] bootstrap.timeout = none)"
 )
 CHECK_CONTROL = CHECK % (
     "in that tor's torrc",
@@ -424,3 +424,57 @@ class Launched(SynchronousTestCase):
         self.addCleanup(os.remove, log_file)
         self.assertFalse(os.path.exists(datadir))
         self.assertTrue(os.path.exists(log_file))
+
+
+class ConfigKey(SynchronousTestCase):
+    """C{[tor] bootstrap.timeout}: before, an unknown key (and serve waited forever)."""
+
+    def timeout_of(self, text: str) -> tor.TorHandler:
+        node = config.from_string("[node]\ntub.port = disabled\ntub.location = disabled\n" + text)
+        return node._tor.bootstrap_timeout
+
+    def test_values(self) -> None:
+        launch = "[tor]\nlaunch = true\ntor.executable = %s\n" % (sys.executable,)
+        self.assertEqual(self.timeout_of(launch), 60.0)
+        self.assertEqual(self.timeout_of(launch + "bootstrap.timeout = 300\n"), 300.0)
+        self.assertIsNone(self.timeout_of(launch + "bootstrap.timeout = none\n"))
+        self.assertIsNone(self.timeout_of(launch + "bootstrap.timeout = 0\n"))
+        for bad in ("1.5", "-1", "soon", "\u0663\u0660"):
+            e = self.assertRaises(config.ConfigError, self.timeout_of, launch + "bootstrap.timeout = %s\n" % (bad,))
+            self.assertEqual(
+                str(e),
+                "'<string>' [tor] bootstrap.timeout = %r: not a number of seconds; expected a whole number "
+                "of seconds, e.g. 60, or 0 (or none) to wait for tor as long as it takes" % (bad,),
+            )
+
+    def test_handlers_get_it(self) -> None:
+        reactor = MemoryReactorClock()
+        launched = config.from_string(
+            "[node]\ntub.port = disabled\ntub.location = disabled\n[tor]\nlaunch = true\n"
+            "tor.executable = %s\nbootstrap.timeout = none\n" % (sys.executable,)
+        )
+        self.assertIsNone(config._Made(launched, reactor).tor_dialer()._launcher.bootstrap_timeout)
+        fake = FakeTor(reactor)
+        fake.bootstrap = AT_14
+        control = config.from_string(
+            "[node]\ntub.port = disabled\ntub.location = disabled\n[tor]\n"
+            "control.port = tcp:127.0.0.1:9051\nbootstrap.timeout = 5\n"
+        )
+        handler = config._Made(control, reactor).tor_dialer()
+        ep, _ = self.successResultOf(handler.hint_to_endpoint(HINT, reactor, Statuses()))
+        d = ep.connect(Factory.forProtocol(Protocol))
+        fake.accept()
+        reactor.advance(5)
+        self.assertTrue(str(self.failureResultOf(d, tor.TorBootstrapError).value).startswith(
+            "tor made no bootstrap progress for 5 s: "
+        ))
+
+    def test_unused(self) -> None:
+        node = config.from_string(
+            "[node]\ntub.port = disabled\ntub.location = disabled\n[tor]\nbootstrap.timeout = 30\n"
+        )
+        self.assertEqual(
+            list(node.warnings),
+            ["[tor] bootstrap.timeout is not used: only a launched tor ([tor] launch = true) or one at "
+             "[tor] control.port tells its bootstrap progress"],
+        )
