@@ -23,39 +23,8 @@ from twisted.internet.interfaces import (
     IStreamServerEndpoint,
 )
 
-from ._protocol import (
-    DEFAULT_CLOSE_TIMEOUT,
-    DEFAULT_HANDSHAKE_TIMEOUT,
-    SideTLSFactory,
-)
-
-
-def _checkSeconds(value: object, name: str, what: str) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            "%s: %s must be a number of seconds or None, got %r (%s)"
-            % (what, name, value, type(value).__name__)
-        )
-    if not value > 0:
-        raise ValueError(
-            "%s: %s must be more than 0 seconds (None: no limit), got %r" % (what, name, value)
-        )
-
-
-def _checkCount(value: object, name: str, what: str) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            "%s: %s must be a whole number of connections or None, got %r (%s)"
-            % (what, name, value, type(value).__name__)
-        )
-    if value < 1:
-        raise ValueError(
-            "%s: %s must be at least 1 (None: no limit), got %d" % (what, name, value)
-        )
+from ._limits import UNSET, Count, Limits, Seconds, resolve
+from ._protocol import SideTLSFactory
 
 
 def _checkLimits(
@@ -66,17 +35,21 @@ def _checkLimits(
     max_negotiating: object = None,
 ) -> None:
     """
-    Check the limits a listener or dialer is given, where it is given them
-    (not when the first connection arrives), naming C{what} took them.
+    Check limits given as separate values, naming C{what} took them: the
+    checks of L{Limits}, for callers that have not moved to passing one
+    L{Limits} yet.
 
     @raise TypeError: a limit that is not a number (or None).
     @raise ValueError: a limit that is not more than 0: C{0} would
         silently mean "no limit", which is what L{None} is for.
     """
-    _checkSeconds(handshake_timeout, "handshake_timeout", what)
-    _checkSeconds(negotiation_timeout, "negotiation_timeout", what)
-    _checkSeconds(close_timeout, "close_timeout", what)
-    _checkCount(max_negotiating, "max_negotiating", what)
+    Limits.checked(
+        what,
+        handshake_timeout=handshake_timeout,
+        negotiation_timeout=negotiation_timeout,
+        close_timeout=close_timeout,
+        max_negotiating=max_negotiating,
+    )
 
 
 def _requireProvider(value: object, interface: type, what: str, accepted: str) -> None:
@@ -93,6 +66,8 @@ class _RoleEndpoint:
     wrap, the limits every connection gets, and the wrapper factory --
     Twisted's C{_WrapperEndpoint} pattern, with the role as a class
     attribute.
+
+    @ivar limits: What bounds each connection (read-only).
     """
 
     _isClient: bool
@@ -101,28 +76,36 @@ class _RoleEndpoint:
         self,
         endpoint: Any,
         clock: Optional[IReactorTime] = None,
-        handshakeTimeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
-        negotiationTimeout: Optional[float] = None,
-        closeTimeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
-        maxNegotiating: Optional[int] = None,
+        limits: Limits = Limits(),
     ) -> None:
         self._endpoint = endpoint
         self._clock = clock
-        self._handshakeTimeout = handshakeTimeout
-        self._negotiationTimeout = negotiationTimeout
-        self._closeTimeout = closeTimeout
-        self._maxNegotiating = maxNegotiating
+        self._limits = limits
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    # The older private spellings, still read by tests of modules that have
+    # not moved to C{limits}; to be removed with them.
+    @property
+    def _handshakeTimeout(self) -> Optional[float]:
+        return self._limits.handshake_timeout
+
+    @property
+    def _negotiationTimeout(self) -> Optional[float]:
+        return self._limits.negotiation_timeout
+
+    @property
+    def _closeTimeout(self) -> Optional[float]:
+        return self._limits.close_timeout
+
+    @property
+    def _maxNegotiating(self) -> Optional[int]:
+        return self._limits.max_negotiating
 
     def _wrapperFactory(self, protocolFactory: IProtocolFactory) -> SideTLSFactory:
-        return SideTLSFactory(
-            protocolFactory,
-            self._isClient,
-            self._clock,
-            self._handshakeTimeout,
-            self._negotiationTimeout,
-            self._closeTimeout,
-            self._maxNegotiating,
-        )
+        return SideTLSFactory(protocolFactory, self._isClient, self._clock, limits=self._limits)
 
 
 @implementer(IStreamServerEndpoint)
@@ -173,15 +156,20 @@ def listener(
     endpoint: IStreamServerEndpoint,
     *,
     clock: Optional[IReactorTime] = None,
-    handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
-    negotiation_timeout: Optional[float] = None,
-    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
-    max_negotiating: Optional[int] = None,
+    limits: Optional[Limits] = None,
+    handshake_timeout: Seconds = UNSET,
+    negotiation_timeout: Seconds = UNSET,
+    close_timeout: Seconds = UNSET,
+    max_negotiating: Count = UNSET,
 ) -> IStreamServerEndpoint:
     """
     Wrap C{endpoint} for C{tub.listenOn(...)}: every connection it yields is
     the TLS server, so a listener whose connections are outbound sockets
     (I2P, reverse tunnels, relays) still completes its handshake.
+
+    The limits are given either as one C{limits=}L{Limits} or as the
+    separate keywords below (the fields of L{Limits}; those not given keep
+    its defaults), not both.
 
     @param handshake_timeout: seconds to wait for a TLS handshake before
         dropping the connection with an explanation; L{None} waits forever.
@@ -201,7 +189,8 @@ def listener(
         peer is kept out only by that many connections arriving while it
         negotiates.  L{None} (the default): no limit.
     @raise TypeError: if C{endpoint} is not an C{IStreamServerEndpoint}, or
-        a limit is not a number or None.
+        a limit is not a number or None, or both C{limits} and a keyword
+        are given.
     @raise ValueError: if a limit is 0 or less (L{None} means no limit).
     """
     what = "foolscap_sidetls.listener()"
@@ -212,9 +201,17 @@ def listener(
         "pass a server endpoint such as serverFromString(reactor, 'tcp:0'); "
         "for a description string use tub.listenOn('sidetls:' + description)",
     )
-    _checkLimits(what, handshake_timeout, negotiation_timeout, close_timeout, max_negotiating)
     return ListenerEndpoint(
-        endpoint, clock, handshake_timeout, negotiation_timeout, close_timeout, max_negotiating
+        endpoint,
+        clock,
+        resolve(
+            what,
+            limits,
+            handshake_timeout=handshake_timeout,
+            negotiation_timeout=negotiation_timeout,
+            close_timeout=close_timeout,
+            max_negotiating=max_negotiating,
+        ),
     )
 
 
@@ -222,30 +219,50 @@ def dialer(
     endpoint: IStreamClientEndpoint,
     *,
     clock: Optional[IReactorTime] = None,
-    handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
-    negotiation_timeout: Optional[float] = None,
-    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+    limits: Optional[Limits] = None,
+    handshake_timeout: Seconds = UNSET,
+    negotiation_timeout: Seconds = UNSET,
+    close_timeout: Seconds = UNSET,
 ) -> IStreamClientEndpoint:
     """
     Wrap C{endpoint} so every connection it makes is the TLS client, even
     when the socket underneath was accepted (a reverse tunnel handing us a
     connection it accepted) or is no socket at all.
 
-    C{handshake_timeout}, C{negotiation_timeout} and C{close_timeout} are
-    as for L{listener} (a dialer's negotiation is otherwise bounded by
-    Foolscap's 120 s connection timeout).
+    C{limits} (or C{handshake_timeout}, C{negotiation_timeout} and
+    C{close_timeout}) are as for L{listener} (a dialer's negotiation is
+    otherwise bounded by Foolscap's 120 s connection timeout); a dialer
+    takes no C{max_negotiating}.
 
     @raise TypeError: if C{endpoint} is not an C{IStreamClientEndpoint}, or
-        a limit is not a number or None.
-    @raise ValueError: if a limit is 0 or less (L{None} means no limit).
+        a limit is not a number or None, or both C{limits} and a keyword
+        are given.
+    @raise ValueError: if a limit is 0 or less (L{None} means no limit), or
+        C{limits} has a C{max_negotiating}.
     """
     what = "foolscap_sidetls.dialer()"
+    chosen = resolve(
+        what,
+        limits,
+        handshake_timeout=handshake_timeout,
+        negotiation_timeout=negotiation_timeout,
+        close_timeout=close_timeout,
+    ).for_dialer(what)
+    return _dialer(endpoint, clock, chosen)
+
+
+def _dialer(
+    endpoint: IStreamClientEndpoint, clock: Optional[IReactorTime], limits: Limits
+) -> IStreamClientEndpoint:
+    """
+    L{dialer} with limits already checked as a dialer's: what a handler
+    calls once per hint, where resolving its limits again would be waste.
+    """
     _requireProvider(
         endpoint,
         IStreamClientEndpoint,
-        what,
+        "foolscap_sidetls.dialer()",
         "pass a client endpoint such as clientFromString(reactor, "
         "'tcp:host=example.org:port=1234')",
     )
-    _checkLimits(what, handshake_timeout, negotiation_timeout, close_timeout)
-    return DialerEndpoint(endpoint, clock, handshake_timeout, negotiation_timeout, close_timeout)
+    return DialerEndpoint(endpoint, clock, limits)

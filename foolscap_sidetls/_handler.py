@@ -17,10 +17,10 @@ from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from foolscap.connections.tcp import DefaultTCP
 from foolscap.ipb import IConnectionHintHandler
 
-from ._endpoints import _checkLimits, dialer
+from ._endpoints import _dialer
 from ._foolscap import tubHandlers
 from ._hints import parse_tcp_hint
-from ._protocol import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT
+from ._limits import UNSET, Limits, Seconds, resolve
 
 __all__ = ["SideTLSHandler", "handler", "install", "tubHandlers"]
 
@@ -32,6 +32,12 @@ class SideTLSHandler:
     """
     An C{IConnectionHintHandler} that delegates hint parsing to another
     handler and makes each endpoint it returns a dialer.
+
+    Its limits come as one L{Limits} (C{limits=}), or as the older
+    positional camelCase values (which subclasses such as the I2P handler
+    still pass); not both.
+
+    @ivar limits: Those of every dialer it makes (read-only).
 
     Foolscap's own tcp handler gets its hints checked strictly first: its
     expression takes any Unicode digit and any number of them for the port,
@@ -46,15 +52,25 @@ class SideTLSHandler:
         self,
         inner: IConnectionHintHandler,
         clock: Optional[IReactorTime] = None,
-        handshakeTimeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
-        negotiationTimeout: Optional[float] = None,
-        closeTimeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+        handshakeTimeout: Seconds = UNSET,
+        negotiationTimeout: Seconds = UNSET,
+        closeTimeout: Seconds = UNSET,
+        *,
+        limits: Optional[Limits] = None,
     ) -> None:
         self.inner = inner
         self._clock = clock
-        self._handshakeTimeout = handshakeTimeout
-        self._negotiationTimeout = negotiationTimeout
-        self._closeTimeout = closeTimeout
+        self._limits = resolve(
+            "SideTLSHandler",
+            limits,
+            handshake_timeout=handshakeTimeout,
+            negotiation_timeout=negotiationTimeout,
+            close_timeout=closeTimeout,
+        ).for_dialer("SideTLSHandler")
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
 
     def __repr__(self) -> str:
         return "<sidetls handler around %r>" % (self.inner,)
@@ -74,13 +90,7 @@ class SideTLSHandler:
     def _wrap(self, result: _HintResult) -> _HintResult:
         endpoint, host = result
         return (
-            dialer(
-                endpoint,
-                clock=self._clock,
-                handshake_timeout=self._handshakeTimeout,
-                negotiation_timeout=self._negotiationTimeout,
-                close_timeout=self._closeTimeout,
-            ),
+            _dialer(endpoint, self._clock, self._limits),
             host,
         )
 
@@ -94,22 +104,26 @@ def handler(
     inner: IConnectionHintHandler,
     *,
     clock: Optional[IReactorTime] = None,
-    handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
-    negotiation_timeout: Optional[float] = None,
-    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+    limits: Optional[Limits] = None,
+    handshake_timeout: Seconds = UNSET,
+    negotiation_timeout: Seconds = UNSET,
+    close_timeout: Seconds = UNSET,
 ) -> IConnectionHintHandler:
     """
     Make C{inner}'s endpoints dialers (TLS clients), for
     C{tub.addConnectionHintHandler(hint_type, handler(inner))}; the
-    timeouts are those of L{foolscap_sidetls.dialer}.
+    limits (C{limits=} or the separate keywords, not both) are those of
+    L{foolscap_sidetls.dialer}.
 
     Wrapping an already wrapped handler returns it unchanged: its dials
     are role-based already, and wrapping again would only stack a second
     set of timers.
 
     @raise TypeError: if C{inner} is not an C{IConnectionHintHandler}, or a
-        timeout is not a number or None.
-    @raise ValueError: if a timeout is 0 or less (L{None}: no limit).
+        timeout is not a number or None, or both C{limits} and a keyword
+        are given.
+    @raise ValueError: if a timeout is 0 or less (L{None}: no limit), or
+        C{limits} has a C{max_negotiating}.
     """
     if not IConnectionHintHandler.providedBy(inner):
         raise TypeError(
@@ -118,19 +132,27 @@ def handler(
             "foolscap.connections.tor.socks_endpoint(...)), got %r (%s)"
             % (inner, type(inner).__name__)
         )
-    _checkLimits("foolscap_sidetls.handler()", handshake_timeout, negotiation_timeout, close_timeout)
+    what = "foolscap_sidetls.handler()"
+    chosen = resolve(
+        what,
+        limits,
+        handshake_timeout=handshake_timeout,
+        negotiation_timeout=negotiation_timeout,
+        close_timeout=close_timeout,
+    ).for_dialer(what)
     if getattr(inner, "_sidetlsRoleBased", False) is True:
         return inner
-    return SideTLSHandler(inner, clock, handshake_timeout, negotiation_timeout, close_timeout)
+    return SideTLSHandler(inner, clock, limits=chosen)
 
 
 def install(
     tub: Any,
     *,
     clock: Optional[IReactorTime] = None,
-    handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
-    negotiation_timeout: Optional[float] = None,
-    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+    limits: Optional[Limits] = None,
+    handshake_timeout: Seconds = UNSET,
+    negotiation_timeout: Seconds = UNSET,
+    close_timeout: Seconds = UNSET,
 ) -> None:
     """
     Make every connection C{tub} dials role-based: wrap each hint handler it
@@ -150,8 +172,9 @@ def install(
     C{tub.listenOn}.
 
     @raise TypeError: if C{tub} is not a Tub, or a timeout is not a number
-        or None.
-    @raise ValueError: if a timeout is 0 or less (L{None}: no limit).
+        or None, or both C{limits} and a keyword are given.
+    @raise ValueError: if a timeout is 0 or less (L{None}: no limit), or
+        C{limits} has a C{max_negotiating}.
     """
     handlers = tubHandlers(tub)
     if handlers is None:
@@ -159,17 +182,15 @@ def install(
             "foolscap_sidetls.install() expects a foolscap.api.Tub, got %r (%s)"
             % (tub, type(tub).__name__)
         )
-    _checkLimits("foolscap_sidetls.install()", handshake_timeout, negotiation_timeout, close_timeout)
+    what = "foolscap_sidetls.install()"
+    chosen = resolve(
+        what,
+        limits,
+        handshake_timeout=handshake_timeout,
+        negotiation_timeout=negotiation_timeout,
+        close_timeout=close_timeout,
+    ).for_dialer(what)
     for hintType, inner in list(handlers.items()):
         if type(inner) is SideTLSHandler:
             inner = inner.inner
-        tub.addConnectionHintHandler(
-            hintType,
-            handler(
-                inner,
-                clock=clock,
-                handshake_timeout=handshake_timeout,
-                negotiation_timeout=negotiation_timeout,
-                close_timeout=close_timeout,
-            ),
-        )
+        tub.addConnectionHintHandler(hintType, handler(inner, clock=clock, limits=chosen))

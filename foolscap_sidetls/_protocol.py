@@ -59,6 +59,15 @@ from ._admission import SILENT_GRACE, Admission
 from ._diagnosis import PREFIX_LENGTH, explainTimeout
 from ._errors import NegotiationTimeout, TooManyNegotiating
 from ._interfaces import ISideTLSTransport
+from ._limits import (
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    UNSET,
+    Count,
+    Limits,
+    Seconds,
+    resolve,
+)
 from ._phase import LIVE, Phase, checkTransition, describe
 
 __all__ = [
@@ -71,21 +80,6 @@ __all__ = [
     "SideTLSFactory",
     "SideTLSProtocol",
 ]
-
-#: How long a TLS handshake may take before the connection is dropped with a
-#: diagnosis.  Foolscap's own limits are 120 s for both ends: a listener's
-#: whole negotiation (C{Negotiation.SERVER_TIMEOUT}) and a dialer's whole
-#: connection attempt (C{TubConnector.CONNECTION_TIMEOUT}).  A handshake is
-#: one or two round trips, so even over Tor or I2P 60 s means the handshake
-#: is not going to happen.
-DEFAULT_HANDSHAKE_TIMEOUT = 60.0
-
-#: How long, after this end closes a connection, the peer has to finish the
-#: close -- answer TLS's close_notify, read what is still buffered for it --
-#: before the connection is aborted.  Without a bound, a peer that stops
-#: reading and never closes holds the socket forever: after C{startTLS} a
-#: clean close waits for the peer's close_notify.
-DEFAULT_CLOSE_TIMEOUT = 30.0
 
 #: Foolscap's plaintext phase is a sequence of header blocks, each ending in
 #: an empty line.
@@ -349,7 +343,7 @@ class SideTLSProtocol(ProtocolWrapper):
         # misses, which showed in the connections/s benchmark.)
         directlyProvides(self, providedBy(self.transport), ISSLTransport)
         self._progress(Phase.HANDSHAKING)
-        timeout = self.factory.handshakeTimeout
+        timeout = self.factory.limits.handshake_timeout
         if timeout:
             self._handshakeTimer = self.factory.clock.callLater(
                 timeout, self._handshakeTimedOut, timeout
@@ -411,7 +405,7 @@ class SideTLSProtocol(ProtocolWrapper):
 
     def loseConnection(self) -> None:
         self._stopDelivering()
-        timeout = self.factory.closeTimeout
+        timeout = self.factory.limits.close_timeout
         if timeout and self._closeTimer is None and self._phase is not Phase.LOST:
             self._closeTimer = self.factory.clock.callLater(
                 timeout, self._closeTimedOut, timeout
@@ -478,7 +472,7 @@ class SideTLSProtocol(ProtocolWrapper):
     # -- IProtocol (from the transport below) ------------------------------
 
     def connectionMade(self) -> None:
-        timeout = self.factory.negotiationTimeout
+        timeout = self.factory.limits.negotiation_timeout
         if timeout:
             self._negotiationTimer = self.factory.clock.callLater(
                 timeout, self._negotiationTimedOut, timeout
@@ -625,16 +619,13 @@ class SideTLSFactory(WrappingFactory):
     Builds L{SideTLSProtocol}s for one role around another factory's
     protocols.
 
+    The limits come as one L{Limits} (C{limits=}); the camelCase keywords
+    are the older spelling of the same four values, kept working for
+    callers that pass them (giving both is a C{TypeError}).
+
     @ivar isClient: L{True} for dialers (TLS client), L{False} for listeners.
     @ivar clock: Schedules the timeouts and TLS write batching; tests pass a
         L{twisted.internet.task.Clock}.
-    @ivar handshakeTimeout: Seconds a TLS handshake may take, or L{None}.
-    @ivar negotiationTimeout: Seconds a connection may take from its start
-        to the end of Foolscap's negotiation, or L{None} (Foolscap's own
-        limits then apply: 120 s for a listener, C{Negotiation.SERVER_TIMEOUT};
-        120 s for a dialer's whole attempt, C{TubConnector.CONNECTION_TIMEOUT}).
-    @ivar closeTimeout: Seconds the peer gets to finish a close this end
-        started before the connection is aborted, or L{None}.
     @ivar admission: The C{max_negotiating} policy (L{Admission}).
     """
 
@@ -646,10 +637,12 @@ class SideTLSFactory(WrappingFactory):
         wrappedFactory: IProtocolFactory,
         isClient: bool,
         clock: Optional[IReactorTime] = None,
-        handshakeTimeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
-        negotiationTimeout: Optional[float] = None,
-        closeTimeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
-        maxNegotiating: Optional[int] = None,
+        handshakeTimeout: Seconds = UNSET,
+        negotiationTimeout: Seconds = UNSET,
+        closeTimeout: Seconds = UNSET,
+        maxNegotiating: Count = UNSET,
+        *,
+        limits: Optional[Limits] = None,
     ) -> None:
         WrappingFactory.__init__(self, wrappedFactory)  # type: ignore[arg-type]
         if clock is None:
@@ -658,10 +651,35 @@ class SideTLSFactory(WrappingFactory):
             clock = cast(IReactorTime, reactor)
         self.isClient = isClient
         self.clock: IReactorTime = clock
-        self.handshakeTimeout = handshakeTimeout
-        self.negotiationTimeout = negotiationTimeout
-        self.closeTimeout = closeTimeout
-        self.admission = Admission(maxNegotiating, clock)
+        self._limits = resolve(
+            "SideTLSFactory",
+            limits,
+            handshake_timeout=handshakeTimeout,
+            negotiation_timeout=negotiationTimeout,
+            close_timeout=closeTimeout,
+            max_negotiating=maxNegotiating,
+        )
+        self.admission = Admission(self._limits.max_negotiating, clock)
+
+    @property
+    def limits(self) -> Limits:
+        """What bounds each connection this factory builds (read-only)."""
+        return self._limits
+
+    @property
+    def handshakeTimeout(self) -> Optional[float]:
+        """C{limits.handshake_timeout}, by its older name."""
+        return self._limits.handshake_timeout
+
+    @property
+    def negotiationTimeout(self) -> Optional[float]:
+        """C{limits.negotiation_timeout}, by its older name."""
+        return self._limits.negotiation_timeout
+
+    @property
+    def closeTimeout(self) -> Optional[float]:
+        """C{limits.close_timeout}, by its older name."""
+        return self._limits.close_timeout
 
     @property
     def maxNegotiating(self) -> Optional[int]:

@@ -20,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from foolscap.api import Referenceable, Tub
 
-from foolscap_sidetls import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, install
+from foolscap_sidetls import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, Limits, install
 from foolscap_sidetls._endpoints import DialerEndpoint, ListenerEndpoint
 from foolscap_sidetls._parser import unparse
 
@@ -61,8 +61,8 @@ class LimitOptionTests(SynchronousTestCase):
         )
         self.assertIsInstance(ep, ListenerEndpoint)
         self.assertEqual(
-            (ep._handshakeTimeout, ep._negotiationTimeout, ep._closeTimeout, ep._maxNegotiating),
-            (20.0, 30.5, 10.0, 100),
+            ep.limits,
+            Limits(handshake_timeout=20.0, negotiation_timeout=30.5, close_timeout=10.0, max_negotiating=100),
         )
         # The rest reached the inner endpoint, and only the rest.
         self.assertIsInstance(ep._endpoint, TCP4ServerEndpoint)
@@ -71,21 +71,21 @@ class LimitOptionTests(SynchronousTestCase):
     def test_defaults(self):
         ep = serverFromString(reactor, "sidetls:tcp:0")
         self.assertEqual(
-            (ep._handshakeTimeout, ep._negotiationTimeout, ep._closeTimeout, ep._maxNegotiating),
+            (ep.limits.handshake_timeout, ep.limits.negotiation_timeout, ep.limits.close_timeout, ep.limits.max_negotiating),
             (DEFAULT_HANDSHAKE_TIMEOUT, None, DEFAULT_CLOSE_TIMEOUT, None),
         )
 
     def test_none(self):
         """'none' is how a description says no limit (0 is refused: it used to mean that silently)."""
         ep = serverFromString(reactor, "sidetls:handshakeTimeout=none:closeTimeout=none:maxNegotiating=none:tcp:0")
-        self.assertEqual((ep._handshakeTimeout, ep._closeTimeout, ep._maxNegotiating), (None, None, None))
+        self.assertEqual(ep.limits, Limits(handshake_timeout=None, close_timeout=None, max_negotiating=None))
 
     def test_client(self):
         ep = clientFromString(
             reactor, "sidetls:tcp:host=127.0.0.1:port=1234:handshakeTimeout=5:negotiationTimeout=7:closeTimeout=none"
         )
         self.assertIsInstance(ep, DialerEndpoint)
-        self.assertEqual((ep._handshakeTimeout, ep._negotiationTimeout, ep._closeTimeout), (5.0, 7.0, None))
+        self.assertEqual(ep.limits, Limits(handshake_timeout=5.0, negotiation_timeout=7.0, close_timeout=None))
         self.assertEqual((ep._endpoint._host, ep._endpoint._port), ("127.0.0.1", 1234))
 
     def test_client_has_no_cap(self):
@@ -139,7 +139,7 @@ class LimitOptionTests(SynchronousTestCase):
             self.assertIn("option negotiationTimeout=%r" % (text,), str(e))
         else:
             self.assertTrue(valid or text == "none", text)
-            self.assertEqual(ep._negotiationTimeout, None if text == "none" else float(text))
+            self.assertEqual(ep.limits.negotiation_timeout, None if text == "none" else float(text))
 
 
 class ClientStringTests(SynchronousTestCase):
@@ -192,7 +192,7 @@ class RealTCPTests(TestCase):
         server.listenOn("sidetls:tcp:0:interface=127.0.0.1:maxNegotiating=5:negotiationTimeout=30")
         d = server.getListeners()[0]._ep  # the wrapped endpoint
         self.assertIsInstance(d, ListenerEndpoint)
-        self.assertEqual((d._maxNegotiating, d._negotiationTimeout), (5, 30.0))
+        self.assertEqual(d.limits, Limits(max_negotiating=5, negotiation_timeout=30.0))
 
         def listening():
             port = server.getListeners()[0]._lp.getHost().port

@@ -6,45 +6,31 @@ checked when the object is made, naming the argument and what it accepts.
 
 from __future__ import annotations
 
-from .._endpoints import _checkSeconds
+from .. import _limits
+
+__all__ = ["check_count", "check_fraction", "check_seconds"]
 
 
 def check_seconds(value: object, name: str, what: str, *, optional: bool = False) -> None:
     """
-    A timeout or interval argument: a number of seconds above 0, or (when
-    C{optional}) L{None} for "none".  Checked when the object is made, so
-    a string does not fail later, deep in C{callLater}, and 0 or a
-    negative number does not silently mean something else.
+    A timeout or interval argument: the check of L{foolscap_sidetls.Limits}'
+    timeouts, with L{None} ("none") refused unless C{optional}.
 
     @raise TypeError: for a value that is not a number (C{True} included).
-    @raise ValueError: for a number that is not above 0.
+    @raise ValueError: for a number that is not above 0, or not finite.
     """
-    if optional:
-        _checkSeconds(value, name, what)
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            "%s: %s must be a number of seconds, got %r (%s)"
-            % (what, name, value, type(value).__name__)
-        )
-    if not value > 0:
-        raise ValueError("%s: %s must be more than 0 seconds, got %r" % (what, name, value))
+    _limits.check_seconds(value, name, what, optional=optional)
 
 
 def check_count(value: object, name: str, what: str) -> None:
     """
-    A limit: a whole number of at least 1 (C{True} is not one).
+    A relay cap (streams, registrations, connections): the check of
+    L{foolscap_sidetls.Limits}' C{max_negotiating}, with L{None} refused.
 
     @raise TypeError: for a value that is not an int.
     @raise ValueError: for an int below 1.
     """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            "%s: %s must be a whole number, got %r (%s)"
-            % (what, name, value, type(value).__name__)
-        )
-    if value < 1:
-        raise ValueError("%s: %s must be at least 1, got %d" % (what, name, value))
+    _limits.check_count(value, name, what, optional=False, unit=None)
 
 
 def check_fraction(value: object, name: str, what: str) -> None:

@@ -36,7 +36,7 @@ from twisted.internet.ssl import PrivateCertificate
 from twisted.python.failure import Failure
 
 from .._endpoints import listener as sidetls_listener
-from .._protocol import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT
+from .._limits import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, Limits
 from . import _checks as checks
 from . import _url as url
 from . import _wire as wire
@@ -145,7 +145,9 @@ class RelayListenerEndpoint:
         )
         checks.check_seconds(keepalive, "keepalive", what, optional=True)
         checks.check_seconds(answer_timeout, "answer_timeout", what)
-        checks.check_seconds(handshake_timeout, "handshake_timeout", what, optional=True)
+        # The relayed connections' own limits, as the sidetls wrapper takes
+        # them; close_timeout is the relay channel's, not theirs.
+        limits = Limits.checked(what, handshake_timeout=handshake_timeout)
         checks.check_seconds(close_timeout, "close_timeout", what, optional=True)
         checks.check_count(max_pending_streams, "max_pending_streams", what)
         if clock is None:
@@ -157,7 +159,7 @@ class RelayListenerEndpoint:
         self._relayID = relay_id
         self._description = description or repr(relay)
         self._clock = clock
-        self._handshakeTimeout = handshake_timeout
+        self._limits = limits
         self._keepalive = keepalive
         self._answerTimeout = answer_timeout
         self._maxPendingStreams = max_pending_streams
@@ -185,9 +187,9 @@ class RelayListenerEndpoint:
             )
         # The public wrapper makes every connection the listener role (TLS
         # server); what it wraps yields the relayed streams.
-        return sidetls_listener(
-            _RelayedStreams(self), clock=self._clock, handshake_timeout=self._handshakeTimeout
-        ).listen(protocolFactory)
+        return sidetls_listener(_RelayedStreams(self), clock=self._clock, limits=self._limits).listen(
+            protocolFactory
+        )
 
     def _listen(self, factory: IProtocolFactory) -> "Deferred[IListeningPort]":
         port = _RelayedPort(self, factory)

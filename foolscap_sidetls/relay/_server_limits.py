@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .._protocol import DEFAULT_CLOSE_TIMEOUT
+from .._limits import DEFAULT_CLOSE_TIMEOUT
 from ._checks import check_count, check_seconds
 
 #: A dialer source's default share of a hidden Tub's waiting dialers and

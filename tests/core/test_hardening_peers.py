@@ -42,7 +42,7 @@ from twisted.trial.unittest import TestCase
 from foolscap.api import Tub
 from foolscap.connections.tcp import DefaultTCP
 
-from foolscap_sidetls import Phase, dialer, handler, install, listener, tor as torModule
+from foolscap_sidetls import Limits, Phase, dialer, handler, install, listener, tor as torModule
 from foolscap_sidetls._handler import SideTLSHandler
 from foolscap_sidetls.testing import OUTBOUND, MemoryNetwork
 from .._support.peers import CLOSE, NEGOTIATION, PeerCase, ScriptedHints
@@ -269,7 +269,7 @@ class ArgumentTests(TestCase):
         for name in ("tcp", "memory"):
             h = handlers[name]
             self.assertIsInstance(h, SideTLSHandler)
-            self.assertEqual((h._handshakeTimeout, h._negotiationTimeout, h._closeTimeout), (11, 12, 13))
+            self.assertEqual(h.limits, Limits(handshake_timeout=11, negotiation_timeout=12, close_timeout=13))
         inner = handlers["tcp"].inner
         self.assertIsInstance(inner, DefaultTCP)
         self.assertIs(handlers["tor"], tor)
@@ -277,8 +277,8 @@ class ArgumentTests(TestCase):
         install(tub, negotiation_timeout=40)
         h = handlers["tcp"]
         self.assertIs(h.inner, inner)
-        self.assertEqual((h._handshakeTimeout, h._negotiationTimeout, h._closeTimeout), (60.0, 40, 30.0))
+        self.assertEqual(h.limits, Limits(handshake_timeout=60.0, negotiation_timeout=40, close_timeout=30.0))
         self.assertIs(handler(tor), tor)
         # The dialers it makes carry them.
         endpoint, _ = handlers["memory"].hint_to_endpoint("memory:x", Clock(), lambda s: None)
-        self.assertEqual(endpoint._negotiationTimeout, 40)
+        self.assertEqual(endpoint.limits, Limits(negotiation_timeout=40))
