@@ -20,7 +20,7 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .test_cli import CommandReactor, main, scratch
+from .cli._support import CommandReactor, main, scratch
 from .test_i2p import FakeSAMBridge
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,104 +8,26 @@ option checking and for create-node against an in-memory SAM bridge.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import re
-import selectors
 import shutil
-import signal
 import socket
 import subprocess
-import sys
-import tempfile
-import time
-from contextlib import redirect_stderr, redirect_stdout
-from typing import Any, Optional
+from typing import Optional
 
 from twisted.internet import error
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from foolscap_sidetls import _cli, _onion, config, i2p
+from foolscap_sidetls import _onion, config, i2p
+from foolscap_sidetls._version import __version__
+from foolscap_sidetls._cli import _create, _nodefile, _output, _ping
 
-from .test_i2p import FakeSAMBridge
-
-PROGRAM = os.path.join(os.path.dirname(sys.executable), "foolscap-sidetls")
-#: Generous: a loaded 2-core machine runs several suites at once.
-WAIT = 30.0
-
-
-def scratch(case: Any) -> str:
-    path = tempfile.mkdtemp(prefix="sidetls-cli-test-")
-    case.addCleanup(shutil.rmtree, path, True)
-    return path
-
-
-def listing(top: str) -> list[str]:
-    return sorted(os.path.relpath(os.path.join(root, name), top)
-                  for root, dirs, files in os.walk(top) for name in dirs + files)
-
-
-def program(*args: str, module: bool = False) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "foolscap_sidetls"] if module else [PROGRAM]
-    return subprocess.run(argv + list(args), capture_output=True, text=True, timeout=WAIT)
-
-
-class Serving:
-    """A 'serve' subprocess, read line by line until its FURL appears."""
-
-    def __init__(self, case: Any, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [PROGRAM, "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        case.addCleanup(self.kill)
-        self.lines: list[str] = []
-        self.rest = b""
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
-
-    def furl(self) -> str:
-        assert self.process.stdout is not None
-        fd = self.process.stdout.fileno()
-        selector = selectors.DefaultSelector()
-        selector.register(fd, selectors.EVENT_READ)
-        pending = b""
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            # Raw reads: a buffered readline() would hide lines it read ahead from select().
-            if not selector.select(timeout=deadline - time.monotonic()):
-                break
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for index, line in enumerate(lines):
-                self.lines.append(line.decode())
-                if line.startswith(b"furl: "):
-                    self.rest = b"".join(rest + b"\n" for rest in lines[index + 1:]) + pending
-                    return line[len(b"furl: "):].decode().strip()
-        raise AssertionError("serve printed no FURL: %r, stderr %r" % (self.lines, self.stop()[2]))
-
-    def stop(self) -> tuple[int, str, str]:
-        """SIGINT (Ctrl-C); the exit status, the rest of stdout, stderr."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        out, err = self.process.communicate(timeout=WAIT)
-        return self.process.returncode, self.rest.decode() + out, err
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from ..test_i2p import FakeSAMBridge
+from ._support import PROGRAM, WAIT, CommandReactor, Serving, free_port, listing, main, program, scratch
 
 
 class Program(SynchronousTestCase):
@@ -124,7 +46,7 @@ class Program(SynchronousTestCase):
         serving = Serving(self, node)
         furl = serving.furl()
         self.assertEqual(serving.lines[0], "foolscap-sidetls %s serving %r (pid %d)"
-                         % (_cli.__version__, path, serving.process.pid))
+                         % (__version__, path, serving.process.pid))
         self.assertRegex(furl, r"^pb://[a-z2-7]{32}@tcp:127\.0\.0\.1:\d+/[a-z2-7]{32}$")
         hint = furl.split("@")[1].split("/")[0]
 
@@ -135,7 +57,7 @@ class Program(SynchronousTestCase):
         self.assertEqual(lines[1:3], ["  %s: connected; this hint won" % (hint,), "    via sidetls+tcp"])
         self.assertRegex(lines[3], r"^connected in \d+\.\d\d s through %s$" % (hint,))
         self.assertEqual(lines[4], "this end:  dialer, TLS client")
-        self.assertEqual(lines[5], "other end: listener, TLS server (foolscap-sidetls %s)" % (_cli.__version__,))
+        self.assertEqual(lines[5], "other end: listener, TLS server (foolscap-sidetls %s)" % (__version__,))
         self.assertRegex(lines[6], r"^ping 1: \d+\.\d\d ms$")
         self.assertRegex(lines[7], r"^ping 2: \d+\.\d\d ms$")
         self.assertRegex(lines[8], r"^2 of 2 calls answered; round trip min/avg/max = [\d.]+/[\d.]+/[\d.]+ ms$")
@@ -293,55 +215,6 @@ class Program(SynchronousTestCase):
 
 
 # -- in-process -----------------------------------------------------------------------
-
-
-class CommandReactor(MemoryReactorClock):
-    """
-    The reactor C{_cli.main()} runs in these tests: C{run()} returns once
-    the command has stopped it.  Each TCP connection the command dials goes
-    to C{bridge} (an in-memory SAM bridge), or is refused without one.
-    """
-
-    def __init__(self, bridge: Optional[FakeSAMBridge] = None) -> None:
-        super().__init__()
-        self.bridge = bridge
-        self._answered = 0
-
-    def run(self) -> None:
-        self.running = self.hasRun = True
-        for hook, args, kwargs in self.whenRunningHooks:
-            hook(*args, **kwargs)
-        for _ in range(1000):
-            if not self.running:
-                return
-            self._answer()
-            if self.bridge is not None:
-                self.bridge.flush()
-        raise AssertionError("the command never finished")
-
-    def _answer(self) -> None:
-        while self._answered < len(self.tcpClients):
-            factory = self.tcpClients[self._answered][2]
-            connector = self.connectors[self._answered]
-            self._answered += 1
-            if self.bridge is None or self.bridge.down:
-                factory.clientConnectionFailed(connector, Failure(error.ConnectionRefusedError()))
-            else:
-                self.bridge.endpoint.connect(factory)
-
-
-def main(argv: list[str], reactor: Optional[CommandReactor] = None) -> tuple[int, str, str]:
-    """The real entry point, in this process: (exit status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            _cli.main(argv, reactor=reactor if reactor is not None else CommandReactor())
-        except SystemExit as e:
-            code = e.code
-        else:  # pragma: no cover - main() always exits
-            raise AssertionError("main() returned")
-    assert isinstance(code, int), code
-    return code, out.getvalue(), err.getvalue()
 
 
 class Help(SynchronousTestCase):
@@ -648,19 +521,19 @@ class Progress(SynchronousTestCase):
         clock = Clock()
         clock.advance(1000)
         out = io.StringIO()
-        progress = _cli._Progress(clock, out)
+        progress = _output.Progress(clock, out)
         progress.start()
-        clock.advance(_cli.STILL_WAITING)
+        clock.advance(_output.STILL_WAITING)
         self.assertEqual(out.getvalue(), "")  # nothing to wait on yet
         progress("tor: launching tor")
         progress("tor: launching tor")
         clock.advance(2.5)
         progress("tor: waiting for tor bootstrap (10%: conn)")
-        self.assertEqual(progress.elapsed(), _cli.STILL_WAITING + 2.5)
-        clock.advance(_cli.STILL_WAITING - 2.5)
-        clock.advance(_cli.STILL_WAITING)
+        self.assertEqual(progress.elapsed(), _output.STILL_WAITING + 2.5)
+        clock.advance(_output.STILL_WAITING - 2.5)
+        clock.advance(_output.STILL_WAITING)
         progress.stop()
-        clock.advance(10 * _cli.STILL_WAITING)
+        clock.advance(10 * _output.STILL_WAITING)
         self.assertEqual(
             out.getvalue().splitlines(),
             [
@@ -696,5 +569,324 @@ class PlainWords(SynchronousTestCase):
             ("waiting for tor bootstrap (50%: x)", "h", False, "gave up while: waiting for tor bootstrap (50%: x)"),
             (None, "h", False, "not tried"),
         ]:
-            self.assertEqual(_cli._plain(status, handler, won), words)
+            self.assertEqual(_ping._plain(status, handler, won), words)
 
+
+# -- issue 12: the file written with configparser, tor's control port found through the reactor --
+
+
+#: create-node's options, and what it printed and wrote before its file was
+#: written with configparser: (options, with an in-memory SAM bridge, exit
+#: status, stdout, stderr, node.cfg or None).  Ports count from 41001; BASE
+#: is the scratch directory, ADDR the onion or I2P address made.
+_WRITTEN = [
+    (['--port=tcp:4000:interface=127.0.0.1', '--location=tcp:127.0.0.1:4000,AUTO'], False, 0,
+     'created BASE/n0/node.cfg\n'
+     '  tub.port = tcp:4000:interface=127.0.0.1\n'
+     '  tub.location = tcp:127.0.0.1:4000,AUTO\n'
+     'serve it with: foolscap-sidetls serve BASE/n0/node.cfg\n',
+     '',
+     '# -*- mode: conf; coding: utf-8 -*-\n'
+     "# Written by 'foolscap-sidetls create-node'.  The keys mean what they mean in\n"
+     "# Tahoe-LAFS's tahoe.cfg; check this file with 'foolscap-sidetls check BASE/n0/node.cfg'.\n"
+     '\n'
+     '[node]\n'
+     'tub.port = tcp:4000:interface=127.0.0.1\n'
+     'tub.location = tcp:127.0.0.1:4000,AUTO\n'
+     '#timeout.keepalive =\n'
+     '#timeout.disconnect =\n'),
+    (['--hostname=localhost'], False, 0,
+     'created BASE/n1/node.cfg\n'
+     '  tub.port = tcp:41001:interface=127.0.0.1\n'
+     '  tub.location = tcp:localhost:41001\n'
+     'serve it with: foolscap-sidetls serve BASE/n1/node.cfg\n',
+     '',
+     '# -*- mode: conf; coding: utf-8 -*-\n'
+     "# Written by 'foolscap-sidetls create-node'.  The keys mean what they mean in\n"
+     "# Tahoe-LAFS's tahoe.cfg; check this file with 'foolscap-sidetls check BASE/n1/node.cfg'.\n"
+     '\n'
+     '[node]\n'
+     'tub.port = tcp:41001:interface=127.0.0.1\n'
+     'tub.location = tcp:localhost:41001\n'
+     '#timeout.keepalive =\n'
+     '#timeout.disconnect =\n'),
+    (['--hostname=node.example.net'], False, 0,
+     'created BASE/n2/node.cfg\n'
+     '  tub.port = tcp:41002\n'
+     '  tub.location = tcp:node.example.net:41002\n'
+     'serve it with: foolscap-sidetls serve BASE/n2/node.cfg\n',
+     '',
+     '# -*- mode: conf; coding: utf-8 -*-\n'
+     "# Written by 'foolscap-sidetls create-node'.  The keys mean what they mean in\n"
+     "# Tahoe-LAFS's tahoe.cfg; check this file with 'foolscap-sidetls check BASE/n2/node.cfg'.\n"
+     '\n'
+     '[node]\n'
+     'tub.port = tcp:41002\n'
+     'tub.location = tcp:node.example.net:41002\n'
+     '#timeout.keepalive =\n'
+     '#timeout.disconnect =\n'),
+    (['--listen=tor', '--hide-ip', '--tor-control-port=tcp:127.0.0.1:9051'], False, 0,
+     'made the onion service key: ADDR\n'
+     'created BASE/n3/node.cfg\n'
+     '  tub.port = tcp:41003:interface=127.0.0.1\n'
+     '  tub.location = tor:ADDR:3457\n'
+     'serve it with: foolscap-sidetls serve BASE/n3/node.cfg\n',
+     '',
+     '# -*- mode: conf; coding: utf-8 -*-\n'
+     "# Written by 'foolscap-sidetls create-node'.  The keys mean what they mean in\n"
+     "# Tahoe-LAFS's tahoe.cfg; check this file with 'foolscap-sidetls check BASE/n3/node.cfg'.\n"
+     '\n'
+     '[node]\n'
+     'tub.port = tcp:41003:interface=127.0.0.1\n'
+     'tub.location = tor:ADDR:3457\n'
+     'reveal-IP-address = false\n'
+     '#timeout.keepalive =\n'
+     '#timeout.disconnect =\n'
+     '\n'
+     '[connections]\n'
+     'tcp = tor\n'
+     '\n'
+     '[tor]\n'
+     'control.port = tcp:127.0.0.1:9051\n'
+     'onion = true\n'
+     'onion.local_port = 41003\n'
+     'onion.external_port = 3457\n'
+     'onion.private_key_file = private/tor_onion.privkey\n'),
+    (['--listen=tcp,tor', '--hostname=10.0.0.5', '--tor-control-port=unix:/run/tor/control'], False, 0,
+     'made the onion service key: ADDR\n'
+     'created BASE/n4/node.cfg\n'
+     '  tub.port = tcp:41004,tcp:41005:interface=127.0.0.1\n'
+     '  tub.location = tcp:10.0.0.5:41004,tor:ADDR:3457\n'
+     'serve it with: foolscap-sidetls serve BASE/n4/node.cfg\n',
+     '',
+     '# -*- mode: conf; coding: utf-8 -*-\n'
+     "# Written by 'foolscap-sidetls create-node'.  The keys mean what they mean in\n"
+     "# Tahoe-LAFS's tahoe.cfg; check this file with 'foolscap-sidetls check BASE/n4/node.cfg'.\n"
+     '\n'
+     '[node]\n'
+     'tub.port = tcp:41004,tcp:41005:interface=127.0.0.1\n'
+     'tub.location = tcp:10.0.0.5:41004,tor:ADDR:3457\n'
+     '#timeout.keepalive =\n'
+     '#timeout.disconnect =\n'
+     '\n'
+     '[tor]\n'
+     'control.port = unix:/run/tor/control\n'
+     'onion = true\n'
+     'onion.local_port = 41005\n'
+     'onion.external_port = 3457\n'
+     'onion.private_key_file = private/tor_onion.privkey\n'),
+    (['--listen=i2p', '--i2p-sam-port=tcp:127.0.0.1:7656', '--i2cp-options=inbound.length=0,outbound.length=0'], True, 0,
+     "connecting to the I2P router's SAM bridge at tcp:127.0.0.1:7656 (to make the destination key)...\n"
+     'made the I2P destination key: ADDR\n'
+     'created BASE/n5/node.cfg\n'
+     '  tub.port = listen:i2p\n'
+     '  tub.location = i2p:ADDR:3457\n'
+     'serve it with: foolscap-sidetls serve BASE/n5/node.cfg\n',
+     '',
+     '# -*- mode: conf; coding: utf-8 -*-\n'
+     "# Written by 'foolscap-sidetls create-node'.  The keys mean what they mean in\n"
+     "# Tahoe-LAFS's tahoe.cfg; check this file with 'foolscap-sidetls check BASE/n5/node.cfg'.\n"
+     '\n'
+     '[node]\n'
+     'tub.port = listen:i2p\n'
+     'tub.location = i2p:ADDR:3457\n'
+     '#timeout.keepalive =\n'
+     '#timeout.disconnect =\n'
+     '\n'
+     '[i2p]\n'
+     'sam.port = tcp:127.0.0.1:7656\n'
+     'i2cp.options = inbound.length=0,outbound.length=0\n'
+     'dest = true\n'
+     'dest.port = 3457\n'
+     'dest.private_key_file = private/i2p_dest.privkey\n'),
+    (['--listen=tor,i2p', '--hide-ip', '--tor-launch', '--tor-executable=BASE/bin-fake'], True, 0,
+     'made the onion service key: ADDR\n'
+     "connecting to the I2P router's SAM bridge at tcp:127.0.0.1:7656 (to make the destination key)...\n"
+     'made the I2P destination key: ADDR\n'
+     'created BASE/n6/node.cfg\n'
+     '  tub.port = tcp:41006:interface=127.0.0.1,listen:i2p\n'
+     '  tub.location = tor:ADDR:3457,i2p:ADDR:3457\n'
+     'serve it with: foolscap-sidetls serve BASE/n6/node.cfg\n',
+     '',
+     '# -*- mode: conf; coding: utf-8 -*-\n'
+     "# Written by 'foolscap-sidetls create-node'.  The keys mean what they mean in\n"
+     "# Tahoe-LAFS's tahoe.cfg; check this file with 'foolscap-sidetls check BASE/n6/node.cfg'.\n"
+     '\n'
+     '[node]\n'
+     'tub.port = tcp:41006:interface=127.0.0.1,listen:i2p\n'
+     'tub.location = tor:ADDR:3457,i2p:ADDR:3457\n'
+     'reveal-IP-address = false\n'
+     '#timeout.keepalive =\n'
+     '#timeout.disconnect =\n'
+     '\n'
+     '[connections]\n'
+     'tcp = tor\n'
+     '\n'
+     '[tor]\n'
+     'launch = true\n'
+     'tor.executable = BASE/bin-fake\n'
+     'onion = true\n'
+     'onion.local_port = 41006\n'
+     'onion.external_port = 3457\n'
+     'onion.private_key_file = private/tor_onion.privkey\n'
+     '\n'
+     '[i2p]\n'
+     'sam.port = tcp:127.0.0.1:7656\n'
+     'dest = true\n'
+     'dest.port = 3457\n'
+     'dest.private_key_file = private/i2p_dest.privkey\n'),
+    (['--listen=none'], False, 0,
+     'created BASE/n7/node.cfg\n'
+     '  tub.port = disabled\n'
+     '  tub.location = disabled\n'
+     'this node only dials, so there is nothing to serve; reach a FURL with its handlers: foolscap-sidetls ping --config BASE/n7/node.cfg FURL\n',
+     '',
+     '# -*- mode: conf; coding: utf-8 -*-\n'
+     "# Written by 'foolscap-sidetls create-node'.  The keys mean what they mean in\n"
+     "# Tahoe-LAFS's tahoe.cfg; check this file with 'foolscap-sidetls check BASE/n7/node.cfg'.\n"
+     '\n'
+     '[node]\n'
+     'tub.port = disabled\n'
+     'tub.location = disabled\n'
+     '#timeout.keepalive =\n'
+     '#timeout.disconnect =\n'),
+    (['--listen=none', '--tor-control-port=tcp:127.0.0.1:9051', '--i2p-sam-port=tcp:127.0.0.1:7656', '--i2cp-options=inbound.length=1'], False, 0,
+     'created BASE/n8/node.cfg\n'
+     '  tub.port = disabled\n'
+     '  tub.location = disabled\n'
+     'this node only dials, so there is nothing to serve; reach a FURL with its handlers: foolscap-sidetls ping --config BASE/n8/node.cfg FURL\n',
+     '',
+     '# -*- mode: conf; coding: utf-8 -*-\n'
+     "# Written by 'foolscap-sidetls create-node'.  The keys mean what they mean in\n"
+     "# Tahoe-LAFS's tahoe.cfg; check this file with 'foolscap-sidetls check BASE/n8/node.cfg'.\n"
+     '\n'
+     '[node]\n'
+     'tub.port = disabled\n'
+     'tub.location = disabled\n'
+     '#timeout.keepalive =\n'
+     '#timeout.disconnect =\n'
+     '\n'
+     '[tor]\n'
+     'control.port = tcp:127.0.0.1:9051\n'
+     '\n'
+     '[i2p]\n'
+     'sam.port = tcp:127.0.0.1:7656\n'
+     'i2cp.options = inbound.length=1\n'),
+    (['--listen=none', '--tor-launch', '--i2p-launch', '--i2p-executable=BASE/bin-fake'], False, 0,
+     'created BASE/n9/node.cfg\n'
+     '  tub.port = disabled\n'
+     '  tub.location = disabled\n'
+     'this node only dials, so there is nothing to serve; reach a FURL with its handlers: foolscap-sidetls ping --config BASE/n9/node.cfg FURL\n',
+     '',
+     '# -*- mode: conf; coding: utf-8 -*-\n'
+     "# Written by 'foolscap-sidetls create-node'.  The keys mean what they mean in\n"
+     "# Tahoe-LAFS's tahoe.cfg; check this file with 'foolscap-sidetls check BASE/n9/node.cfg'.\n"
+     '\n'
+     '[node]\n'
+     'tub.port = disabled\n'
+     'tub.location = disabled\n'
+     '#timeout.keepalive =\n'
+     '#timeout.disconnect =\n'
+     '\n'
+     '[tor]\n'
+     'launch = true\n'
+     '\n'
+     '[i2p]\n'
+     'launch = true\n'
+     'i2p.executable = BASE/bin-fake\n'),
+    (['--port=tcp:4001:interface=127.0.0.1', '--location=tor:abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz2345.onion:3457', '--hide-ip', '--tor-control-port=tcp:127.0.0.1:9051'], False, 2,
+     '',
+     "foolscap-sidetls create-node: error: --location=tor:abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz2345.onion:3457: 'tor:abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz2345.onion:3457': host 'abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz2345.onion' is not a valid v3 onion address: its version byte is 157, not 3; expected a v3 onion address: 56 base32 characters (a-z, 2-7) before '.onion', ending in tor's checksum and the version byte 3\n",
+     None),
+]
+
+
+class ConfigWriting(SynchronousTestCase):
+    """create-node writes its file with configparser: the same bytes as the text it used to join."""
+
+    def test_same_bytes_as_before(self) -> None:
+        base = scratch(self)
+        ports = itertools.count(41001)
+        self.patch(_create, "allocate_tcp_port", lambda: next(ports))
+        with open(os.path.join(base, "bin-fake"), "w") as f:
+            f.write("#!/bin/sh\nexit 1\n")
+        os.chmod(os.path.join(base, "bin-fake"), 0o755)
+        for index, (options, bridged, code, out, err, text) in enumerate(_WRITTEN):
+            node = os.path.join(base, "n%d" % (index,))
+            reactor = CommandReactor(FakeSAMBridge()) if bridged else CommandReactor()
+            got = main(["create-node", node, *[o.replace("BASE", base) for o in options]], reactor)
+            path = os.path.join(node, "node.cfg")
+            written = None
+            if os.path.exists(path):
+                with open(path, newline="") as f:
+                    written = f.read()
+            made = re.findall(r"^made the (?:onion service|I2P destination) key: (\S+)$", got[1], re.M)
+
+            def normal(found: Optional[str]) -> Optional[str]:
+                for address in made:
+                    found = found and found.replace(address, "ADDR")
+                return found and found.replace(base, "BASE")
+
+            self.assertEqual((got[0], normal(got[1]), normal(got[2]), normal(written)), (code, out, err, text),
+                             options)
+
+    def test_render(self) -> None:
+        """Keys keep their case, '%' is literal, an empty section is left out, comments come around it."""
+        self.assertEqual(
+            _nodefile.render({"node": [("reveal-IP-address", "false"), ("x", "100%")], "tor": [], "i2p": [("a", "b")]},
+                             ["header"], {"node": ("timeout.keepalive",)}),
+            "# header\n\n[node]\nreveal-IP-address = false\nx = 100%\n#timeout.keepalive =\n\n[i2p]\na = b\n",
+        )
+
+
+class TorControlSearch(SynchronousTestCase):
+    """create-node's search for a running tor connects through the reactor, never blocking it."""
+
+    def test_accepted(self) -> None:
+        reactor = MemoryReactorClock()
+        d = _create.reachable(reactor, "tcp:127.0.0.1:9051")
+        self.assertNoResult(d)
+        host, port, factory, _, _ = reactor.tcpClients[0]
+        self.assertEqual((host, port), ("127.0.0.1", 9051))
+        transport = StringTransport()
+        protocol = factory.buildProtocol(None)
+        assert protocol is not None
+        protocol.makeConnection(transport)
+        self.assertIs(self.successResultOf(d), True)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(reactor.getDelayedCalls(), [])
+
+    def test_refused(self) -> None:
+        reactor = MemoryReactorClock()
+        d = _create.reachable(reactor, "tcp:127.0.0.1:9051")
+        reactor.tcpClients[0][2].clientConnectionFailed(reactor.connectors[0], Failure(error.ConnectionRefusedError()))
+        self.assertIs(self.successResultOf(d), False)
+        self.assertEqual(reactor.getDelayedCalls(), [])
+
+    def test_silent_gives_up_after_the_timeout(self) -> None:
+        reactor = MemoryReactorClock()
+        d = _create.reachable(reactor, "unix:/var/run/tor/control")
+        self.assertEqual(reactor.unixClients[0][0], "/var/run/tor/control")
+        reactor.advance(_create.REACH_TIMEOUT - 0.1)
+        self.assertNoResult(d)
+        reactor.advance(0.1)
+        self.assertIs(self.successResultOf(d), False)
+        self.assertTrue(reactor.connectors[0].stoppedConnecting)
+
+    def test_create_node_writes_the_first_that_answers(self) -> None:
+        """unix: stays silent, tcp:127.0.0.1:9051 accepts: that one is written, the silent one given up."""
+
+        class Ticking(CommandReactor):
+            def _answer(self) -> None:
+                super()._answer()
+                self.advance(_create.REACH_TIMEOUT)
+
+        reactor = Ticking(FakeSAMBridge())
+        node = os.path.join(scratch(self), "node")
+        code, out, err = main(["create-node", node, "--listen=tor"], reactor)
+        self.assertEqual((code, err), (0, ""))
+        with open(os.path.join(node, "node.cfg")) as f:
+            self.assertIn("\n[tor]\ncontrol.port = tcp:127.0.0.1:9051\nonion = true\n", f.read())
+        self.assertEqual([client[0] for client in reactor.unixClients], ["/var/run/tor/control"])
+        self.assertEqual([client[:2] for client in reactor.tcpClients], [("127.0.0.1", 9051)])
+        self.assertTrue(reactor.connectors[0].stoppedConnecting)

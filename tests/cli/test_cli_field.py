@@ -34,12 +34,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import foolscap
 import twisted
-from foolscap_sidetls import _cli
+from foolscap_sidetls._cli import _errors, _ping, _service
+from foolscap_sidetls._version import __version__
 
-from .test_cli import CommandReactor, free_port, main, Serving
-from .test_i2p import FakeSAMBridge
+from ..test_i2p import FakeSAMBridge
+from ._support import CommandReactor, Serving, free_port, main
 
-PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROGRAM = os.path.join(os.path.dirname(sys.executable), "foolscap-sidetls")
 #: Generous: a loaded 2-core machine runs several suites at once.
 WAIT = 60.0
@@ -131,7 +132,7 @@ def _serve_objects() -> None:
         def remote_whoami(self, caller: Any) -> None:
             raise ValueError("the whoami of this object is broken")
 
-    class PingRaises(_cli.PingService):
+    class PingRaises(_service.PingService):
         def remote_ping(self, data: bytes = b"") -> bytes:
             raise RuntimeError("no pings today")
 
@@ -165,7 +166,7 @@ class RemoteOutcomes(SynchronousTestCase):
     def setUpClass(cls) -> None:
         cls.dir = tempfile.mkdtemp(prefix="sidetls-cli-field-")
         cls.server = subprocess.Popen(
-            [sys.executable, "-c", "from tests.test_cli_field import _serve_objects; _serve_objects()", cls.dir],
+            [sys.executable, "-c", "from tests.cli.test_cli_field import _serve_objects; _serve_objects()", cls.dir],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT,
         )
         cls.furls = {}
@@ -239,7 +240,7 @@ class RemoteOutcomes(SynchronousTestCase):
         code, lines, err = self.ping("ping-raises")
         self.assertEqual(code, 1)
         self.assertConnected(lines)
-        self.assertEqual(lines[-1], "other end: listener, TLS server (foolscap-sidetls %s)" % (_cli.__version__,))
+        self.assertEqual(lines[-1], "other end: listener, TLS server (foolscap-sidetls %s)" % (__version__,))
         self.assertEqual(err, "foolscap-sidetls ping: call 1 failed at the other end: RuntimeError: no pings today\n")
 
 
@@ -282,7 +283,7 @@ class GivingUp(SynchronousTestCase):
     def test_progress_while_waiting(self) -> None:
         """Every STILL_WAITING seconds (made 1 s here), what is still under way; on stderr, the report stays clean."""
         result = run("ping", self.furl, "--config", self.config, "--timeout", "3.5",
-                     prelude="import foolscap_sidetls._cli\nfoolscap_sidetls._cli.STILL_WAITING = 1.0")
+                     prelude="import foolscap_sidetls._cli._output\nfoolscap_sidetls._cli._output.STILL_WAITING = 1.0")
         self.assertEqual((result.returncode, result.stdout), (1, self.report))
         lines = result.stderr.splitlines()
         step = "tor:%s:3457: connecting to tor control port 127.0.0.1:%d" % (ONION, self.silent.port)
@@ -300,7 +301,7 @@ class GivingUp(SynchronousTestCase):
                       " ".join(out.split()))
         from foolscap.connection import TubConnector
 
-        self.assertLess(_cli.DEFAULT_TIMEOUT, TubConnector.CONNECTION_TIMEOUT)
+        self.assertLess(_ping.DEFAULT_TIMEOUT, TubConnector.CONNECTION_TIMEOUT)
 
 
 # -- 6. the command's words -----------------------------------------------------------
@@ -375,12 +376,12 @@ class CommandWords(SynchronousTestCase):
 
     def test_translation_keeps_everything_else(self) -> None:
         api = "x. Or let foolscap_sidetls.i2p.launch() start an i2pd of its own. y"
-        self.assertEqual(_cli._cli_words(api, None), "x. Or pass --i2p-launch to start an i2pd of its own. y")
-        self.assertEqual(_cli._cli_words(api, "n.cfg"),
+        self.assertEqual(_errors.cli_words(api, None), "x. Or pass --i2p-launch to start an i2pd of its own. y")
+        self.assertEqual(_errors.cli_words(api, "n.cfg"),
                          "x. Or set [i2p] launch = true (with no sam.port) in 'n.cfg' to start an i2pd of its own. y")
-        self.assertEqual(_cli._cli_words("or pass tor_binary='/path/to/tor'", "n.cfg"),
+        self.assertEqual(_errors.cli_words("or pass tor_binary='/path/to/tor'", "n.cfg"),
                          "or set [tor] tor.executable = /path/to/tor in 'n.cfg'")
-        self.assertEqual(_cli._cli_words("nothing to change", None), "nothing to change")
+        self.assertEqual(_errors.cli_words("nothing to change", None), "nothing to change")
 
 
 # -- 7. dial-only nodes ---------------------------------------------------------------
@@ -528,7 +529,7 @@ class Logging(SynchronousTestCase):
         import platform
 
         self.assertEqual(main(["--version"]), (0, "foolscap-sidetls %s (Foolscap %s, Twisted %s, Python %s)\n"
-                                               % (_cli.__version__, foolscap.__version__, twisted.__version__,
+                                               % (__version__, foolscap.__version__, twisted.__version__,
                                                   platform.python_version()), ""))
 
     def test_help(self) -> None:

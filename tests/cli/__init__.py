@@ -1,0 +1,1 @@
+"""The foolscap-sidetls command (foolscap_sidetls._cli)."""
