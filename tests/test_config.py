@@ -29,7 +29,7 @@ from foolscap_sidetls import ISideTLSTransport, _onion, config
 from foolscap_sidetls._protocol import SideTLSFactory
 
 from .test_i2p import make_keypair
-from .test_tor import SERVICE_ID, FakeTor, ProcessReactor
+from .tor.test_tor import SERVICE_ID, FakeTor, ProcessReactor
 
 ADDRESSES = ["192.0.2.7", "127.0.0.1"]
 

@@ -34,6 +34,7 @@ from foolscap.ipb import InvalidHintError
 
 import foolscap_sidetls
 from foolscap_sidetls import tor
+from foolscap_sidetls._process import OWN_GROUP_CODE
 from foolscap_sidetls._endpoints import DialerEndpoint, ListenerEndpoint
 
 #: A valid v3 onion address (torproject.org's): hints with a mistyped one are refused.
@@ -478,7 +479,7 @@ class TorExecutable(SynchronousTestCase):
 
     def test_not_found_anywhere(self) -> None:
         empty = scratch(self)
-        self.patch(tor, "_search_path", lambda: empty)
+        self.patch(tor._launch, "_search_path", lambda: empty)
         self.patch(tor, "TOR_SEARCH_DIRS", (empty,))
         e = self.assertRaises(tor.TorNotFound, tor.launch)
         self.assertEqual(
@@ -495,7 +496,7 @@ class TorExecutable(SynchronousTestCase):
         with open(binary, "w") as f:
             f.write("#!/bin/sh\n")
         os.chmod(binary, 0o755)
-        self.patch(tor, "_search_path", lambda: empty)
+        self.patch(tor._launch, "_search_path", lambda: empty)
         self.patch(tor, "TOR_SEARCH_DIRS", (sbin,))
         self.assertEqual(tor.launch().describe(), "sidetls+tor (launched tor)")
 
@@ -941,9 +942,16 @@ class _ProcessTransport:
 
 
 class ProcessReactor(MemoryReactorClock):
+    """
+    Records each spawn: C{spawned} holds what runs in the end -- the daemon
+    a L{foolscap_sidetls._process} wrapper execs, not the wrapping Python
+    -- and C{raw_spawned} the C{(executable, args)} spawnProcess was given.
+    """
+
     def __init__(self) -> None:
         super().__init__()
         self.spawned: list[tuple[Any, ...]] = []
+        self.raw_spawned: list[tuple[str, list[str]]] = []
 
     def spawnProcess(
         self,
@@ -955,6 +963,9 @@ class ProcessReactor(MemoryReactorClock):
         **kw: Any,
     ) -> Any:
         transport = _ProcessTransport()
+        self.raw_spawned.append((executable, list(args)))
+        if list(args[:3]) == [sys.executable, "-c", OWN_GROUP_CODE]:
+            executable, args = args[3], [args[3], *args[4:]]
         self.spawned.append((protocol, executable, args, env, path, transport))
         protocol.makeConnection(transport)
         return transport
@@ -977,6 +988,11 @@ class Launching(SynchronousTestCase):
         protocol, executable, args, env, path, transport = self.reactor.spawned[0]
         self.assertEqual(executable, self.binary)
         self.assertEqual(args[1:4], ["--defaults-torrc", os.devnull, "-f"])
+        # Started through Python's setpgid + execv (a process group of its own).
+        self.assertEqual(
+            self.reactor.raw_spawned[0],
+            (sys.executable, [sys.executable, "-c", OWN_GROUP_CODE, self.binary, *args[1:]]),
+        )
         with open(args[4]) as f:
             torrc = f.read().splitlines()
         self.assertEqual(
@@ -1031,6 +1047,49 @@ class Launching(SynchronousTestCase):
         protocol.processEnded(Failure(ProcessTerminated(signal=15)))
         # a DataDirectory we were given is kept
         self.assertTrue(os.path.isdir(data))
+
+
+class OwnProcessGroup(TestCase):
+    """
+    A launched tor is in a process group of its own, so a terminal's Ctrl-C
+    (SIGINT to our group) does not kill it before we stop it cleanly.  A
+    real process: a stand-in "tor" that writes its pid and process group
+    and exits.
+    """
+
+    timeout = 30
+
+    def test_launched_tor_in_own_group(self) -> Deferred:
+        from twisted.internet import reactor
+
+        data = scratch(self)
+        binary = os.path.join(data, "fake-tor")
+        with open(binary, "w") as f:
+            f.write(
+                "#!%s\nimport os\nwith open('pgid', 'w') as f:\n"
+                "    f.write('%%d %%d' %% (os.getpid(), os.getpgid(0)))\nraise SystemExit(3)\n"
+                % (sys.executable,)
+            )
+        os.chmod(binary, 0o755)
+        handler = tor.launch(data_directory=data, tor_binary=binary)
+        ep, _ = self.successResultOf(handler.hint_to_endpoint("tor:%s:3457" % ONION, reactor, Statuses()))
+        d = ep.connect(Factory.forProtocol(Protocol))
+        launcher = handler._launcher
+        assert launcher is not None and launcher.process is not None
+        spawned = launcher.process
+        pid = spawned.pid
+
+        def check(e: tor.TorError) -> None:
+            self.assertIn("exited with status 3 before opening its control port", str(e))
+            with open(os.path.join(data, "pgid")) as f:
+                child_pid, child_group = map(int, f.read().split())
+            # The pid Twisted knows is tor's own (execv, not a child of the wrapper) ...
+            self.assertEqual(child_pid, pid)
+            # ... and it leads a process group that is not ours.
+            self.assertEqual(child_group, child_pid)
+            self.assertNotEqual(child_group, os.getpgrp())
+
+        return self.assertFailure(d, tor.TorError).addCallback(check)
 
 
 # -- listening ----------------------------------------------------------------------

@@ -5,7 +5,7 @@ C{bootstrap_timeout} seconds, saying what tor reported (its last
 C{STATUS_CLIENT} warning: which relay, which reason, in words), where its
 log is and what to check -- instead of waiting forever.
 
-In memory: the fake control port of tests/test_tor.py, on a
+In memory: the fake control port of tests/tor/test_tor.py, on a
 L{MemoryReactorClock}; a launched tor is a fake process.  The real thing is
 tests/integration/test_tor_offline.py.
 """
@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessTerminated
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import Logger, formatEvent
+from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -72,7 +72,7 @@ class _Case(SynchronousTestCase):
         self.fake.bootstrap = AT_14
         self.statuses = Statuses()
         self.events: list[dict[str, Any]] = []
-        self.patch(tor, "log", Logger(observer=self.events.append))  # type: ignore[arg-type]
+        self.patch(tor.log, "observer", self.events.append)  # type: ignore[arg-type]
 
     def dial(self, handler: tor.TorHandler) -> Deferred:
         ep, _ = self.successResultOf(handler.hint_to_endpoint(HINT, self.reactor, self.statuses))

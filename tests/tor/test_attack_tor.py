@@ -29,7 +29,7 @@ from twisted.internet.error import ConnectionRefusedError, ProcessTerminated
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import Logger, formatEvent
+from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -163,7 +163,8 @@ EXPECTED_GAPS = [1.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0, 60.0, 60
 class Backoff(SynchronousTestCase):
     def setUp(self) -> None:
         self.events: list[dict[str, Any]] = []
-        self.patch(tor, "log", Logger(observer=self.events.append))
+        # One logger for the whole package: its observer sees every layer.
+        self.patch(tor.log, "observer", self.events.append)
         self.failures: list[Failure] = []
 
     def logged(self) -> list[str]:

@@ -1,0 +1,1 @@
+"""Tests of foolscap_sidetls.tor, in memory: a fake control port, a fake process reactor."""
