@@ -20,10 +20,10 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .cli._support import CommandReactor, main, scratch
-from .test_i2p import FakeSAMBridge
+from ..cli._support import CommandReactor, main, scratch
+from ..test_i2p import FakeSAMBridge
 
-TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(TOP, "examples", "configs")
 #: What every recipe's directory starts with.
 RECIPE_ROOT = "/tmp/sidetls-"

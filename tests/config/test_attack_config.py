@@ -31,7 +31,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 import foolscap_sidetls
 from foolscap_sidetls import _cli, config
 
-from .cli._support import main
+from ..cli._support import main
 from .test_config import BusyReactor, Node, addresses, listing
 
 ONION = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion"

@@ -28,9 +28,11 @@ from zope.interface import implementer
 from foolscap_sidetls import ISideTLSTransport, _onion, config
 from foolscap_sidetls._protocol import SideTLSFactory
 
-from .test_i2p import make_keypair
-from .tor.test_tor import SERVICE_ID, FakeTor, ProcessReactor
+from ..test_i2p import make_keypair
+from ..tor.test_tor import SERVICE_ID, FakeTor, ProcessReactor
 
+#: The checkout: where the example configurations are.
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ADDRESSES = ["192.0.2.7", "127.0.0.1"]
 
 
@@ -724,7 +726,7 @@ class Examples(SynchronousTestCase):
     def test_every_example_loads(self) -> None:
         from foolscap_sidetls import i2p, tor
 
-        examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "configs")
+        examples = os.path.join(TOP, "examples", "configs")
         names = sorted(n for n in os.listdir(examples) if n.endswith(".cfg"))
         self.assertEqual(
             names,
@@ -750,7 +752,7 @@ class Examples(SynchronousTestCase):
         """Each key file an example names, and each daemon it launches, is in its header, with how to make it."""
         import configparser
 
-        examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "configs")
+        examples = os.path.join(TOP, "examples", "configs")
         for name in sorted(n for n in os.listdir(examples) if n.endswith(".cfg")):
             with open(os.path.join(examples, name)) as f:
                 text = f.read()
@@ -1244,3 +1246,85 @@ class NothingLeftBehind(TestCase):
         )
         self.assertNothingStarted(before)
 
+
+def sections_of(text: str) -> dict[str, dict[str, str]]:
+    """The sections a file's text holds, as a program would have them in hand."""
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.read_string(text)
+    return {name: dict(parser[name]) for name in parser.sections()}
+
+
+#: What from_sections() says about a mapping that is not all strings.
+NOT_STRINGS = "from_sections() takes {section: {key: value}} with every name, key and value a string"
+
+
+class FromSections(SynchronousTestCase):
+    """
+    config.from_sections() checks {section: {key: value}} as from_string()
+    checks the file those sections would be written as.
+    """
+
+    def setUp(self) -> None:
+        self.node = Node(self)
+
+    def read(self, sections: Any) -> config.NodeConfig:
+        return config.from_sections(sections, source="node.cfg", basedir=self.node.dir, local_addresses=addresses)
+
+    def test_same_config_as_the_file(self) -> None:
+        texts = [
+            "",
+            "[node]\ntub.port = 3457, tcp:3458:interface=127.0.0.1,sidetls:tcp:3459:maxNegotiating=7\n",
+            "[node]\ntub.port = listen:tor\ntub.location = tor:%s:3457\n%s" % (self.node.onion, ONION),
+            "[node]\ntub.port = listen:i2p\ntub.location = i2p:%s:3457\n%s" % (self.node.b32, DEST),
+            "[node]\nreveal-IP-address = false\ntub.port = disabled\ntub.location = disabled\n"
+            "timeout.keepalive = 240\n[connections]\ntcp = tor\n[storage]\nenabled = true\n",
+        ]
+        for text in texts:
+            with self.subTest(text=text):
+                self.assertEqual(self.read(sections_of(text)), self.node.parse(text))
+
+    def test_same_errors_as_the_file(self) -> None:
+        checked = 0
+        for text, expected in BAD + VETOED:
+            if "[section] header" in expected:
+                continue  # a mapping has no lines that could fail to parse
+            with self.subTest(text=text):
+                e = self.assertRaises(config.ConfigError, self.read, sections_of(text))
+                self.assertEqual(str(e), expected.format(d=self.node.dir))
+                checked += 1
+        self.assertEqual(checked, len(BAD) + len(VETOED) - 2)
+
+    def test_keys_are_case_insensitive(self) -> None:
+        c = self.read({"node": {"reveal-IP-address": "false", "Tub.Port": "disabled", "tub.location": "disabled"},
+                       "connections": {"tcp": "disabled"}})
+        self.assertEqual((c.reveal_ip, c.listening, c.handlers["tcp"]), (False, False, None))
+
+    def test_not_strings(self) -> None:
+        cases = [
+            ({"node": {"tub.port": 3457}},
+             NOT_STRINGS + "; [node] tub.port = 3457 is a int (write it as a file would hold it, '3457')"),
+            ({"node": {"tub.location": None}},
+             NOT_STRINGS + "; [node] tub.location = None is a NoneType (leave the key out)"),
+            ({"node": [("tub.port", "3457")]},
+             NOT_STRINGS + "; [node] is [('tub.port', '3457')] (list), not a mapping of keys to values"),
+            ({"node": {1: "x"}}, NOT_STRINGS + "; [node] has the key 1, a int"),
+            ({None: {}}, NOT_STRINGS + "; the section name None is a NoneType"),
+            ("[node]\n", NOT_STRINGS + ", got '[node]\\n' (str)"),
+        ]
+        for sections, expected in cases:
+            with self.subTest(sections=sections):
+                e = self.assertRaises(TypeError, self.read, sections)
+                self.assertEqual(str(e), expected)
+
+    def test_listener_limits_are_one_value(self) -> None:
+        """A tub.port entry carries one Limits, checked by the same code as a sidetls: description's."""
+        from foolscap_sidetls import Limits
+
+        c = self.node.parse("[node]\ntub.port = sidetls:tcp:3457:maxNegotiating=100:negotiationTimeout=30:"
+                            "closeTimeout=none,tcp:3458\ntub.location = tcp:127.0.0.1:3457\n")
+        self.assertEqual(
+            [entry.limits for entry in c._listens],
+            [Limits(max_negotiating=100, negotiation_timeout=30.0, close_timeout=None), Limits()],
+        )
