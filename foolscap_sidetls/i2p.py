@@ -32,7 +32,11 @@ session is separate (a dialer does not reveal the listener's address).
 
 Foolscap's connection status shows what a dial is waiting for:
 C{"launching i2pd"}, C{"opening SAM session (can take ~20 s)"},
-C{"connecting to <address> over I2P"}.
+C{"connecting to <address> over I2P"}.  A session that does not open says
+why: a launched i2pd whose log shows that reseeding failed (no peers: this
+machine cannot reach the I2P network) fails it after C{reseed_timeout}
+(30 s), naming the log; an attached router's silence is reported every 30 s
+with what SAM last said.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ from foolscap.ipb import IConnectionHintHandler, InvalidHintError
 from ._endpoints import _checkLimits, listener
 from ._files import write_private
 from ._handler import SideTLSHandler
+from ._process import spawn_in_own_group
 from ._protocol import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT
 
 __all__ = [
@@ -109,6 +114,17 @@ HELLO_TIMEOUT = 30.0
 SESSION_TIMEOUT = 300.0
 #: How long a launched i2pd may take until its SAM bridge answers.
 LAUNCH_TIMEOUT = 60.0
+#: How long a launched i2pd whose log says reseeding failed may take to
+#: open a session before the session fails saying so (launch()'s
+#: C{reseed_timeout}; None waits for SESSION_TIMEOUT).
+RESEED_TIMEOUT = 30.0
+#: How often the launched i2pd's log is read while a session opens, how
+#: much of it at most per read, and the longest log line kept.
+_LOG_POLL = 1.0
+_LOG_READ = 65536
+_LOG_LINE = 1000
+#: How often an attached router's SESSION CREATE wait is reported.
+_SESSION_NOTE = 30.0
 #: Where i2pd lives when it is not on PATH (Debian/Ubuntu: /usr/sbin).
 I2PD_SEARCH_DIRS: tuple[str, ...] = ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin")
 #: The configuration directories L{local_i2p} tries, in i2pd's own order
@@ -232,6 +248,12 @@ def _where(endpoint: object) -> str:
     if host is not None and port is not None:
         return "tcp:%s:%s" % (host, port)
     return repr(endpoint)
+
+
+def _printable(text: str, limit: int) -> str:
+    """C{text} safe to show: control characters replaced, cut at C{limit}."""
+    cleaned = "".join(c if c.isprintable() else "?" for c in text[:limit])
+    return cleaned + ("..." if len(text) > limit else "")
 
 
 def _reason(f: Failure) -> str:
@@ -564,6 +586,9 @@ class _SAMConnection(Protocol):
         #: Set once the application closed its stream: no byte reaches it after that.
         self.app_closed = False
         self.version: Optional[str] = None
+        #: The last line the bridge sent (printable, at most 200 characters):
+        #: what a timeout reports the bridge last said.
+        self.last_line: Optional[str] = None
         self.hello: Deferred = Deferred()
 
     def __repr__(self) -> str:
@@ -712,6 +737,7 @@ class _SAMConnection(Protocol):
             self._line(line)
 
     def _line(self, line: str) -> None:
+        self.last_line = _printable(line, 200)
         if line.startswith("PING"):
             self.transport.write(b"PONG" + line[4:].encode("utf-8") + b"\n")
             return
@@ -830,8 +856,8 @@ class _Bridge:
             raise
         return connection
 
-    async def generate_key(self) -> str:
-        connection = await self.connect()
+    async def generate_key(self, report: Callable[[str], None] = _ignore_status) -> str:
+        connection = await self.connect(report)
         try:
             fields = await connection.request(
                 "DEST GENERATE SIGNATURE_TYPE=%s" % (_SIGNATURE_TYPE,), "DEST GENERATE", "DEST REPLY", HELLO_TIMEOUT
@@ -934,7 +960,25 @@ class _Session:
                 line += " %s=%s" % (name, value)
             self.bridge.sessions_created += 1
             self.created += 1
-            fields = await connection.request(line, "SESSION CREATE", "SESSION STATUS", SESSION_TIMEOUT)
+            request = connection.request(line, "SESSION CREATE", "SESSION STATUS", SESSION_TIMEOUT)
+            watch = _CreateWatch(self.bridge, connection, request, self._report)
+            try:
+                fields = await request
+            except CancelledError:
+                if watch.failure is not None:
+                    raise watch.failure from None
+                raise
+            except SAMTimeout:
+                raise watch.timed_out() from None
+            except SAMConnectionLost:
+                # A launched i2pd stopped for want of peers (by another
+                # session's watch): say that rather than "did it stop?".
+                why = watch.no_peers()
+                if why is None:
+                    raise
+                raise I2PDFailed(why) from None
+            finally:
+                watch.stop()
             destination = fields.get("DESTINATION") or self.key
             if not destination:
                 raise I2PError("the SAM bridge at %s sent SESSION STATUS without DESTINATION" % (self.bridge.where,))
@@ -995,6 +1039,108 @@ class _Session:
         if connection is not None:
             steps.append(connection.close())
         return defer.gatherResults(steps).addCallback(lambda _: None)
+
+
+class _CreateWatch:
+    """
+    Watches one SESSION CREATE while the router builds tunnels, so a wait
+    that will not end says why: for a launched i2pd, from its log (no
+    peers because reseeding failed: fail after its C{reseed_timeout}); for
+    an attached router, how long SAM has been silent and what it last said.
+    """
+
+    def __init__(
+        self, bridge: _Bridge, connection: _SAMConnection, request: Deferred, report: Callable[[str], None]
+    ) -> None:
+        self._bridge = bridge
+        self._connection = connection
+        self._request = request
+        self._report = report
+        self._clock = bridge.reactor
+        self._started = self._clock.seconds()
+        self._noted = 0.0
+        #: Why the session failed, when this watch made it fail.
+        self.failure: Optional[I2PError] = None
+        self._loop = task.LoopingCall(self._tick)
+        self._loop.clock = self._clock
+        self._loop.start(_LOG_POLL, now=False).addErrback(
+            lambda f: log.failure("watching SESSION CREATE at {where}", f, where=bridge.where)
+        )
+
+    def stop(self) -> None:
+        if self._loop.running:
+            self._loop.stop()
+
+    def _elapsed(self) -> float:
+        return self._clock.seconds() - self._started
+
+    def _tick(self) -> None:
+        if self._request.called:
+            self.stop()
+            return
+        launcher = self._bridge.launcher
+        elapsed = self._elapsed()
+        if launcher is not None and launcher.log is not None:
+            text = self.no_peers()
+            if text is not None:
+                timeout = launcher.reseed_timeout
+                if timeout is not None and elapsed >= timeout:
+                    self.failure = I2PDFailed(
+                        "%s (no SAM session after %d s; launch(reseed_timeout=None) keeps waiting)"
+                        % (text, elapsed)
+                    )
+                    self.stop()
+                    self._request.cancel()
+                    # Of no use without peers: stopped now (a later use
+                    # launches it again) rather than left running.
+                    launcher.stop_process()
+                    return
+                if timeout is None:
+                    self._report("opening SAM session: %s; still waiting" % (text,))
+                else:
+                    self._report("opening SAM session: %s; giving up in %d s" % (text, max(timeout - elapsed, 0)))
+                return
+        if elapsed - self._noted >= _SESSION_NOTE:
+            self._noted = elapsed
+            self._report("opening SAM session (can take ~20 s): %s" % (self._silence(),))
+
+    def no_peers(self) -> Optional[str]:
+        """Why a launched i2pd has no peers, from its log; None if it does not say."""
+        launcher = self._bridge.launcher
+        if launcher is None or launcher.log is None:
+            return None
+        launcher.log.poll()
+        why = launcher.log.diagnosis()
+        if why is None:
+            return None
+        return "i2pd has no peers: reseeding failed (%s); this machine cannot reach the I2P network. i2pd's log: %s" % (
+            why, launcher.log.path,
+        )
+
+    def _silence(self) -> str:
+        said = self._connection.last_line
+        return "no answer to SESSION CREATE from %s for %d s (the last thing SAM said: %s)" % (
+            self._where(), self._elapsed(), repr(said) if said else "nothing",
+        )
+
+    def _where(self) -> str:
+        launcher = self._bridge.launcher
+        if launcher is not None:
+            return "the launched i2pd's SAM bridge (%s)" % (self._bridge.where,)
+        return "the SAM bridge at %s" % (self._bridge.where,)
+
+    def timed_out(self) -> I2PError:
+        """The error for a SESSION CREATE that got no answer in time."""
+        said = self._connection.last_line
+        text = (
+            "the SAM session did not open: %s did not answer SESSION CREATE within %d s (the last thing "
+            "SAM said: %s), so the router has built no tunnels -- is it connected to the I2P network?"
+            % (self._where(), self._elapsed(), repr(said) if said else "nothing")
+        )
+        launcher = self._bridge.launcher
+        if launcher is not None and launcher.log is not None:
+            return SAMTimeout("%s i2pd's log: %s" % (text, launcher.log.path))
+        return SAMTimeout(text + " Its log or web console says why")
 
 
 def _session_advice(result: str) -> str:
@@ -1634,11 +1780,102 @@ def _i2pd_conf(settings: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+class _I2PDLog:
+    """
+    What a launched i2pd's log says about its peers, read incrementally.
+
+    Why: an i2pd that cannot reseed has no peers and SAM just leaves
+    SESSION CREATE unanswered; only the log says why.  The log is treated
+    as hostile: at most L{_LOG_READ} bytes per L{poll}, lines cut at
+    L{_LOG_LINE} characters, reasons shown printable and short.  Lines
+    written before C{start_at} (an earlier run in the same data directory)
+    are not read.
+    """
+
+    def __init__(self, path: str, start_at: int = 0) -> None:
+        self.path = path
+        self._offset = start_at
+        self._partial = b""
+        self._skipping = False
+        #: Reseed attempts that failed, and the last failure's words.
+        self.reseed_errors = 0
+        self.reseed_reason: Optional[str] = None
+        #: i2pd gave up reseeding ("Failed to reseed from servers").
+        self.reseed_failed = False
+        #: i2pd said it has no peers to build tunnels with.
+        self.no_peers = False
+
+    def poll(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size < self._offset:
+                    # Truncated or replaced: read it from the start.
+                    self._offset = 0
+                    self._partial = b""
+                    self._skipping = False
+                f.seek(self._offset)
+                data = f.read(_LOG_READ)
+        except OSError:
+            return
+        self._offset += len(data)
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        for raw in lines:
+            if self._skipping:
+                # The end of an over-long line: already counted.
+                self._skipping = False
+                continue
+            self.line(raw[:_LOG_LINE].decode("utf-8", "replace"))
+        if len(self._partial) > _LOG_LINE:
+            # An over-long line: its start is read, the rest skipped.
+            if not self._skipping:
+                self.line(self._partial[:_LOG_LINE].decode("utf-8", "replace"))
+            self._partial = b""
+            self._skipping = True
+
+    def line(self, line: str) -> None:
+        """One log line (C{HH:MM:SS@NNN/level - Component: text})."""
+        _, sep, text = line.partition(" - ")
+        if not sep:
+            return
+        text = text.strip()
+        if text.startswith("Reseed: "):
+            what = text[len("Reseed: "):]
+            if what.startswith("Failed to reseed from servers"):
+                self.reseed_failed = True
+            elif what.startswith(("Couldn't connect to ", "No reseed servers specified")) or "failed" in what.lower():
+                if not what.startswith("SU3 download failed"):
+                    self.reseed_errors += 1
+                    self.reseed_reason = _printable(what, 200)
+        elif "no peers available" in text or text.startswith("Tunnel: Can't find any router"):
+            self.no_peers = True
+
+    def diagnosis(self) -> Optional[str]:
+        """Why i2pd has no peers, when its log says it could not reseed; else None."""
+        if not self.reseed_failed:
+            return None
+        reason = self.reseed_reason or "no reseed server answered"
+        if self.reseed_errors > 1:
+            reason = "%d attempts; the last: %s" % (self.reseed_errors, reason)
+        return reason
+
+
 class _Launcher:
     """Starts (and restarts, if it died) one private i2pd, and stops it."""
 
-    def __init__(self, executable: str, data_directory: Optional[str], config: dict[str, str], reactor: Any) -> None:
+    def __init__(
+        self,
+        executable: str,
+        data_directory: Optional[str],
+        config: dict[str, str],
+        reactor: Any,
+        reseed_timeout: Optional[float] = RESEED_TIMEOUT,
+    ) -> None:
         self.executable = executable
+        self.reseed_timeout = reseed_timeout
+        #: The running i2pd's log, when it writes one to a file.
+        self.log: Optional[_I2PDLog] = None
         self._given_directory = data_directory
         self._config = config
         self._reactor = reactor
@@ -1694,17 +1931,19 @@ class _Launcher:
             raise I2PError("this launched i2pd was stopped")
         if self.process is not None and self.process.ended is None and self._starting is None:
             return
-        if self._starting is None:
-            self._starting = Deferred.fromCoroutine(self._start(report))
+        starting = self._starting
+        if starting is None:
+            # Kept here too: a start that fails at once clears _starting.
+            starting = self._starting = Deferred.fromCoroutine(self._start(report))
 
             def done(result: Any) -> Any:
                 self._starting = None
                 return result
 
-            self._starting.addBoth(done)
+            starting.addBoth(done)
         else:
             report("launching i2pd")
-        await _observe(self._starting)
+        await _observe(starting)
 
     async def _start(self, report: Callable[[str], None]) -> None:
         report("launching i2pd")
@@ -1718,8 +1957,17 @@ class _Launcher:
         conf = os.path.join(datadir, "i2pd.conf")
         tunconf = os.path.join(datadir, "tunnels.conf")
         tunnelsdir = os.path.join(datadir, "tunnels.d")
+        settings = self.settings(datadir)
         with open(conf, "w", encoding="utf-8") as f:
-            f.write(_i2pd_conf(self.settings(datadir)))
+            f.write(_i2pd_conf(settings))
+        self.log = None
+        if settings.get("log") == "file" and settings.get("logfile"):
+            logfile = os.path.join(datadir, settings["logfile"])
+            try:
+                start_at = os.stat(logfile).st_size
+            except OSError:
+                start_at = 0
+            self.log = _I2PDLog(logfile, start_at)
         with open(tunconf, "w", encoding="utf-8") as f:
             f.write("# no client tunnels: foolscap_sidetls uses SAM\n")
         os.makedirs(tunnelsdir, exist_ok=True)
@@ -1734,7 +1982,9 @@ class _Launcher:
         process = _I2PDProcess()
         self.process = process
         try:
-            self.reactor.spawnProcess(process, self.executable, args, env=dict(os.environ), path=datadir)
+            # Through a new process group (the exec keeps the pid): a
+            # terminal's Ctrl-C then reaches only us, and we stop i2pd.
+            spawn_in_own_group(self.reactor, process, self.executable, args, env=dict(os.environ), path=datadir)
         except OSError as e:
             raise I2PDFailed("could not start %s: %s" % (self.executable, e)) from None
         if self._shutdownTrigger is None:
@@ -1779,6 +2029,15 @@ class _Launcher:
             await task.deferLater(self.reactor, delay, lambda: None)
             delay = min(delay * 2, 0.5)
 
+    def stop_process(self) -> Deferred:
+        """Stop the running i2pd, but not this launcher: the next use starts one again."""
+        process = self.process
+        if process is None:
+            return defer.succeed(None)
+        d = process.terminate(self.reactor)
+        d.addErrback(lambda f: log.failure("stopping the launched i2pd", f))
+        return d
+
     def _log_tail(self) -> str:
         if self.data_directory is None:
             return "(none)"
@@ -1819,6 +2078,7 @@ def launch(
     handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
     negotiation_timeout: Optional[float] = None,
     close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+    reseed_timeout: Optional[float] = RESEED_TIMEOUT,
 ) -> I2PHandler:
     """
     A handler whose SAM bridge belongs to an i2pd of its own, started on
@@ -1834,6 +2094,12 @@ def launch(
     @param config: more i2pd settings, by their command-line names without
         C{--}: C{{"netid": 99, "ntcp2.port": 12345, "reseed.urls": ""}}.
     @param options: I2CP/SAM options for the handler's sessions.
+    @param reseed_timeout: an i2pd that cannot reseed has no peers and
+        never opens a session; when its log says reseeding failed, a
+        session still not open this many seconds after it was asked for
+        fails with L{I2PDFailed} saying so (and naming the log).  L{None}:
+        keep waiting (e.g. for peers that will come later); the status
+        still says why it waits.
     @raise I2PDNotFound: no i2pd executable ("install the Debian/Ubuntu
         package 'i2pd'").
     """
@@ -1841,8 +2107,17 @@ def launch(
     if data_directory is not None and not isinstance(data_directory, (str, os.PathLike)):
         raise TypeError("launch() expects data_directory to be a path (str) or None, got %s" % (_kind(data_directory),))
     settings = _check_config(config)
+    if reseed_timeout is not None and (
+        isinstance(reseed_timeout, bool)
+        or not isinstance(reseed_timeout, (int, float))
+        or not 0 < reseed_timeout < float("inf")
+    ):
+        raise ValueError(
+            "launch(): reseed_timeout must be a number of seconds greater than 0, or None to keep "
+            "waiting for peers, got %s" % (_kind(reseed_timeout),)
+        )
     directory = os.path.abspath(os.fspath(data_directory)) if data_directory is not None else None
-    launcher = _Launcher(found, directory, settings, reactor)
+    launcher = _Launcher(found, directory, settings, reactor, reseed_timeout)
     endpoint = TCP4ClientEndpoint(reactor if reactor is not None else _global_reactor(), "127.0.0.1", launcher.sam_port)
     bridge = _Bridge(endpoint, "tcp:127.0.0.1:%d" % (launcher.sam_port,), reactor, launcher)
     launcher.bridge = bridge
@@ -2160,6 +2435,7 @@ def listen(
     negotiation_timeout: Optional[float] = None,
     close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
     max_negotiating: Optional[int] = None,
+    update_status: Callable[[str], None] = _ignore_status,
 ) -> Deferred:
     """
     Make C{tub} listen on an I2P destination; fires with its hint,
@@ -2193,6 +2469,10 @@ def listen(
     @param max_negotiating: at most this many incoming connections
         negotiating at once (see L{foolscap_sidetls.listener} for which one
         a new connection beyond that drops).
+    @param update_status: called with what opening the listening session
+        waits for, in words (C{"launching i2pd"}, C{"opening SAM session
+        ..."}, or why it does not open: a launched i2pd without peers, an
+        attached router silent for N s).
     """
     from foolscap.api import Tub
 
@@ -2226,6 +2506,8 @@ def listen(
     if not os.path.isdir(directory):
         raise ValueError("listen(): keyfile %r: directory %r does not exist" % (path, directory))
     _check_port("listen(): port", port, allow_none=True)
+    if not callable(update_status):
+        raise TypeError("listen() expects update_status to be a callable taking a str, got %s" % (_kind(update_status),))
     checked = _check_options(options, "listen()") if options is not None else handler.options
     if nickname is not None and (not isinstance(nickname, str) or not _OPTION_KEY.match(nickname)):
         raise ValueError("listen(): nickname must be letters, digits, '.', '_' or '-', got %s" % (_kind(nickname),))
@@ -2241,7 +2523,7 @@ def listen(
     async def run() -> str:
         nonlocal key
         if key is None:
-            key = await bridge.generate_key()
+            key = await bridge.generate_key(update_status)
             address = _b32(key)
             _claim(bridge, address)
             state["claimed"] = True
@@ -2258,7 +2540,7 @@ def listen(
             _LISTENING.discard((bridge.where, address))
 
         session.on_close(closed)
-        await session.ready()
+        await session.ready(update_status)
         endpoint = _SAMServerEndpoint(session, port)
         state["listener"] = tub.listenOn(
             listener(
