@@ -20,7 +20,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,tor,i2p]'
+	$(BIN)/pip install -q -e '.[test,tor,i2p,tahoe]'
 	dir=$$($(BIN)/python -c 'import os, twisted.plugins as p; print(os.path.dirname(p.__file__))') && \
 	ln -sf "$(CURDIR)/twisted/plugins/foolscap_sidetls_endpoints.py" "$$dir/" && \
 	rm -f "$$dir/dropin.cache"
