@@ -236,7 +236,7 @@ class PluginCache(SynchronousTestCase):
         result = _run([sys.executable, "-c", probe], cwd=ROOT)
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
         seconds, plugins, txi2p = result.stdout.splitlines()[-3:]
-        self.assertEqual(plugins, "twisted.plugins.foolscap_sidetls_endpoints", "parse took %s s" % seconds)
+        self.assertEqual(plugins, "twisted.plugins._foolscap_sidetls_endpoints", "parse took %s s" % seconds)
         self.assertEqual(txi2p, "False")
 
 
