@@ -64,7 +64,11 @@ class Admission:
         self._silent.pop(connection, None)
 
     def forget(self, connection: Candidate) -> None:
-        """C{connection} is no longer negotiating (it finished, failed or was dropped)."""
+        """
+        C{connection} is no longer negotiating: it finished, failed or was
+        dropped, or its application took it over (then it is no Foolscap
+        negotiation at all, and the cap is not for it).
+        """
         registry = self.negotiating
         if registry is not None:
             registry.pop(connection, None)

@@ -7,7 +7,53 @@ a C{Negotiation} has handed its connection to a C{Broker}, why it closed
 a connection, which hint handlers a Tub dials with.  Each reader below
 says what it reads and why a mistake errs on the safe side; when Foolscap
 changes, this module is where to look (tests/core/test_protocol.py checks
-the switch against the installed Foolscap).
+the switch against the installed Foolscap, tests/core/test_takeover.py the
+take-over rule against the installed Tahoe-LAFS).
+
+When the application takes the connection over (L{tookOver})
+------------------------------------------------------------
+
+The negotiation limits (C{negotiation_timeout}, C{max_negotiating}) and the
+"negotiation failed" report are for Foolscap's negotiation only.  Tahoe-LAFS
+1.20 replaces a Tub's C{negotiationClass} with a protocol switch
+(C{allmydata.protocol_switch}): on its first 8 bytes it either becomes
+Foolscap's C{Negotiation} (a request starting C{GET /id/}) or builds an
+HTTPS protocol, connects it to our wrapper with C{makeConnection} and then
+turns itself into it, by assigning its own C{__class__} and C{__dict__}.
+That connection never calls C{startTLS}: its TLS is its own, above us.
+
+The rule: a connection stops being Foolscap's negotiation when, before
+C{startTLS}, the application object the wrapper delivers to is no longer a
+Foolscap C{Negotiation} and is no longer the very object, of the very
+class, that the listener or dialer built.  That covers the ways Twisted
+code hands a connection to another protocol:
+  - changing its own class (Tahoe's switch);
+  - assigning the transport's C{wrappedProtocol} (what autobahn's
+    WebSocket upgrade does over any L{ProtocolWrapper}) or C{protocol}
+    (what it and C{twisted.conch.telnet} do over a socket transport; the
+    wrapper makes that attribute mean the same).
+It is checked after each plaintext delivery, when the connection is made,
+on assignment, and whenever a limit is about to act on the connection, so
+a switch made outside a delivery is seen before it could be cut.
+
+Why it opens no hole:
+  - Only the application can get there; the peer's bytes are never looked
+    at.  On a stock Tub the application is Foolscap's C{Negotiation}
+    whatever a peer sends (HTTP, TLS, garbage): Foolscap rejects what it
+    does not parse, and a peer that dawdles is cut and counted as before.
+  - A switch that has not decided yet (Tahoe's, before 8 bytes) is still
+    the object that was built, so it is still negotiating: a silent
+    connection to a Tahoe node is cut and counted as on a stock Tub.
+  - A connection that did escape is one the application chose to serve.
+    Under Tahoe a peer's first bytes do steer that choice (anything but
+    C{GET /id/} gets HTTPS), but it is Tahoe's choice: the connection is
+    then held exactly as stock Tahoe holds it (Tahoe's own TLS server,
+    which has no handshake timeout), plus our C{close_timeout} -- never
+    less protected than without sidetls.
+A protocol that only delegates (keeps itself in place and forwards its
+bytes to another) is indistinguishable from a slow negotiation and stays
+under the limits: the safe side for a listener, and the reason the rule
+asks for a visible hand-over.
 """
 
 from __future__ import annotations
@@ -42,6 +88,18 @@ def negotiating(app: Any) -> bool:
         return False
     handler = getattr(app, "dataReceived", None)
     return getattr(handler, "__self__", None) is app
+
+
+def tookOver(app: Any, built: Any, builtType: type) -> bool:
+    """
+    Whether the application C{app}, before any C{startTLS}, has stopped
+    being a Foolscap negotiation: it is no C{Negotiation}, and it is not
+    C{built} (the protocol the connection was built with) still of
+    C{builtType}.  See the module docstring for the rule and its reasons.
+    """
+    if isinstance(app, Negotiation):
+        return False
+    return app is not built or type(app) is not builtType
 
 
 def failureReason(app: Any) -> Optional[Failure]:

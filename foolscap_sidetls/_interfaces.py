@@ -32,6 +32,7 @@ class ISideTLSTransport(ITLSTransport):
 
     phase = Attribute(
         "Where the connection stands, a L{foolscap_sidetls.Phase}: PLAINTEXT, "
-        "HANDSHAKING, NEGOTIATING, ESTABLISHED, then CLOSING (this end closed) "
-        "and LOST.  Read-only; what the logs print."
+        "HANDSHAKING, NEGOTIATING, ESTABLISHED, or PASSTHROUGH (the application "
+        "took the connection over from Foolscap before TLS), then CLOSING (this "
+        "end closed) and LOST.  Read-only; what the logs print."
     )

@@ -8,6 +8,14 @@ can end in L{Phase.CLOSING} (this end closed; the peer still has to
 finish) or straight in L{Phase.LOST}.  L{NEXT} is the whole table; a
 transition it does not list is a bug, and raises.
 
+One branch leaves that line: during the plaintext exchange the
+application may stop being a Foolscap negotiation without ever calling
+C{startTLS} -- Tahoe-LAFS's protocol switch turning into its HTTPS
+storage server, or any protocol that hands the connection to another.
+That is L{Phase.PASSTHROUGH}, which only ends (see
+L{foolscap_sidetls._foolscap.tookOver} for when it is entered, and why
+only the application, never the peer, can get there).
+
 How far negotiation got is kept even after this end closes: a TLS
 handshake can complete while its close is under way, and the line logged
 when the connection is gone says where negotiation stood, not only that
@@ -30,6 +38,11 @@ class Phase(Enum):
     NEGOTIATING = "negotiating"
     #: The application (Foolscap's C{Broker}) has the connection.
     ESTABLISHED = "established"
+    #: The application stopped being a Foolscap negotiation before TLS
+    #: (it handed the connection to another protocol, e.g. Tahoe-LAFS's
+    #: HTTPS storage server doing its own TLS): not Foolscap, so none of
+    #: the negotiation limits apply; bytes pass through untouched.
+    PASSTHROUGH = "passthrough"
     #: This end closed (or aborted) the connection; nothing more reaches
     #: the application while the close completes.
     CLOSING = "closing"
@@ -37,18 +50,25 @@ class Phase(Enum):
     LOST = "lost"
 
 
-#: The phases of a connection that is up, in the order negotiation goes
-#: through them.
-LIVE = (Phase.PLAINTEXT, Phase.HANDSHAKING, Phase.NEGOTIATING, Phase.ESTABLISHED)
+#: The phases of a connection that is up: those negotiation goes through,
+#: in order, then the branch it can leave by.
+LIVE = (
+    Phase.PLAINTEXT,
+    Phase.HANDSHAKING,
+    Phase.NEGOTIATING,
+    Phase.ESTABLISHED,
+    Phase.PASSTHROUGH,
+)
 
 _ENDINGS = frozenset({Phase.CLOSING, Phase.LOST})
 
 #: Which phases may follow each phase.
 NEXT: dict[Phase, frozenset[Phase]] = {
-    Phase.PLAINTEXT: frozenset({Phase.HANDSHAKING}) | _ENDINGS,
+    Phase.PLAINTEXT: frozenset({Phase.HANDSHAKING, Phase.PASSTHROUGH}) | _ENDINGS,
     Phase.HANDSHAKING: frozenset({Phase.NEGOTIATING}) | _ENDINGS,
     Phase.NEGOTIATING: frozenset({Phase.ESTABLISHED}) | _ENDINGS,
     Phase.ESTABLISHED: _ENDINGS,
+    Phase.PASSTHROUGH: _ENDINGS,
     Phase.CLOSING: frozenset({Phase.LOST}),
     Phase.LOST: frozenset(),
 }
@@ -87,6 +107,8 @@ def describe(reached: Phase, received: bool, stillNegotiating: bool) -> str:
         return "in the plaintext header exchange"
     if reached is Phase.HANDSHAKING:
         return "in the TLS handshake"
+    if reached is Phase.PASSTHROUGH:
+        return "after the application took the connection over"
     if stillNegotiating:
         return "in Foolscap's negotiation after the TLS handshake"
     return "after negotiation"

@@ -28,6 +28,11 @@ Layers, after the switch::
           |  ^
     underlying ITransport       (socket, pipe, outer TLS, memory)
 
+An application that stops being a Foolscap negotiation before
+C{startTLS} (Tahoe-LAFS's HTTPS storage server on a Tub's port) leaves
+the negotiation limits at that moment and its bytes pass through
+untouched: L{Phase.PASSTHROUGH}, and L{_foolscap.tookOver} for the rule.
+
 This module is the splice: choosing the side, putting the TLS layer in,
 passing writes and producers through.  Around it, each in its own module:
 the connection's phase (L{_phase}), the C{max_negotiating} policy
@@ -185,6 +190,8 @@ class SideTLSProtocol(ProtocolWrapper):
         our limits ended it.
     @ivar _closeAborted: Seconds after which the close timer aborted the
         connection, if it did.
+    @ivar _built: The application the connection was built with, until it
+        leaves the plaintext phase (see L{_foolscap.tookOver}).
     """
 
     factory: "SideTLSFactory"
@@ -204,11 +211,17 @@ class SideTLSProtocol(ProtocolWrapper):
     _closeTimer: Any = None
     _diagnosis: Optional[Exception] = None
     _closeAborted: Optional[float] = None
+    _built: Any = None
+    _builtType: type = object
 
     def __init__(self, factory: "SideTLSFactory", wrappedProtocol: IProtocol) -> None:
         ProtocolWrapper.__init__(self, factory, wrappedProtocol)
         self._tail = b""
         self._peerPrefix = b""
+        # What the connection was built with: while the application is
+        # still this (or a Foolscap Negotiation), it is negotiating.
+        self._built = wrappedProtocol
+        self._builtType = type(wrappedProtocol)
 
     @property
     def role(self) -> str:
@@ -218,6 +231,23 @@ class SideTLSProtocol(ProtocolWrapper):
     def phase(self) -> Phase:
         """Where the connection stands: what logs print and tests check."""
         return self._phase
+
+    @property
+    def protocol(self) -> IProtocol:
+        """
+        The application, by the name Twisted's socket transports give it:
+        code that hands a connection to another protocol by assigning
+        C{transport.protocol} (C{twisted.conch.telnet}, autobahn's WebSocket
+        upgrade) does the same over this wrapper as over a socket.
+        """
+        return self.wrappedProtocol
+
+    @protocol.setter
+    def protocol(self, application: IProtocol) -> None:
+        self.wrappedProtocol = application
+        if self._reached is Phase.PLAINTEXT:
+            self._noticeTakeover()
+        self._shortcut()
 
     def __repr__(self) -> str:
         return "<SideTLSProtocol %s %s tls=%s over %r>" % (
@@ -265,9 +295,21 @@ class SideTLSProtocol(ProtocolWrapper):
             the loss through L{_tellApplication} so it is explained;
           - once LOST, writes are dropped, as Twisted's own transports drop
             them, instead of reaching a torn-down TLS layer.
+        Without TLS, in PASSTHROUGH, reads skip the header-block scan and
+        writes go straight to the transport (CLOSING restores the reads'
+        filter, which drops them).
         """
         tls = self._tls
         if tls is None:
+            # Taken over (Tahoe's HTTPS, say): reads go straight to whatever
+            # the application now is, and writes straight down, until this
+            # end closes.
+            if self._phase is Phase.PASSTHROUGH:
+                self.dataReceived = self._passThrough  # type: ignore[method-assign]
+                self.write = self.transport.write  # type: ignore[method-assign]
+                self.writeSequence = self.transport.writeSequence  # type: ignore[method-assign]
+            else:
+                self.__dict__.pop("dataReceived", None)
             return
         if self._phase is Phase.LOST:
             self.write = self.writeSequence = _discard  # type: ignore[method-assign]
@@ -282,11 +324,28 @@ class SideTLSProtocol(ProtocolWrapper):
             tls.wrappedProtocol = self._appSide  # type: ignore[assignment]
 
     def _stillNegotiating(self) -> bool:
-        if self._reached is Phase.ESTABLISHED:
+        reached = self._reached
+        if reached is Phase.PLAINTEXT:
+            # Every limit asks this before it acts: a hand-over made outside
+            # a delivery is seen here, before it could be cut.
+            return not self._noticeTakeover()
+        if reached is Phase.ESTABLISHED or reached is Phase.PASSTHROUGH:
             return False
-        if self._reached is not Phase.NEGOTIATING:
+        if reached is not Phase.NEGOTIATING:
             return True
         return _foolscap.negotiating(self.wrappedProtocol)
+
+    def _noticeTakeover(self) -> bool:
+        """
+        Whether the application has taken the connection over from
+        Foolscap's negotiation (L{_foolscap.tookOver}); the first time it is
+        seen, leave the negotiation limits.  Only asked before C{startTLS}.
+        """
+        if not _foolscap.tookOver(self.wrappedProtocol, self._built, self._builtType):
+            return False
+        self._built = None
+        self._leaveNegotiating(Phase.PASSTHROUGH)
+        return True
 
     def _stage(self) -> str:
         """Where negotiation stood, in words."""
@@ -302,6 +361,14 @@ class SideTLSProtocol(ProtocolWrapper):
         "normal" side: C{True} (Foolscap's only use) means the dialer is the
         TLS client; C{False} swaps them.
         """
+        if self._reached is Phase.PASSTHROUGH:
+            raise RuntimeError(
+                "startTLS called after the application took the connection over "
+                "from Foolscap's negotiation (phase passthrough): foolscap-sidetls "
+                "starts TLS only for Foolscap; a protocol that takes the connection "
+                "over runs its own TLS above it, as Tahoe-LAFS's HTTPS storage "
+                "server does (%r)" % (self,)
+            )
         if self._phase is Phase.LOST:
             # Twisted's TCP transport refuses too (it has dropped its
             # protocol by then).  Starting would arm a handshake timer that
@@ -471,6 +538,12 @@ class SideTLSProtocol(ProtocolWrapper):
 
     # -- IProtocol (from the transport below) ------------------------------
 
+    def makeConnection(self, transport: Any) -> None:
+        ProtocolWrapper.makeConnection(self, transport)
+        # An application may hand the connection over as soon as it has it.
+        if self._reached is Phase.PLAINTEXT:
+            self._noticeTakeover()
+
     def connectionMade(self) -> None:
         timeout = self.factory.limits.negotiation_timeout
         if timeout:
@@ -494,18 +567,23 @@ class SideTLSProtocol(ProtocolWrapper):
             self.factory.admission.spoke(self)
         if self._closedHere:
             return
-        app = self.wrappedProtocol
         while data:
             scan = self._tail + data
             found = scan.find(_END_OF_BLOCK)
             if found == -1:
                 self._tail = scan[-(len(_END_OF_BLOCK) - 1) :]
-                app.dataReceived(data)
+                block, data = data, b""
+            else:
+                cut = found + len(_END_OF_BLOCK) - len(self._tail)
+                block, data = data[:cut], data[cut:]
+                self._tail = b""
+            self.wrappedProtocol.dataReceived(block)
+            if self._reached is Phase.PLAINTEXT and self._noticeTakeover():
+                # Handed over on that block: the rest goes on untouched (to
+                # _passThrough, or to nothing if it also closed).
+                if data:
+                    self.dataReceived(data)
                 return
-            cut = found + len(_END_OF_BLOCK) - len(self._tail)
-            block, data = data[:cut], data[cut:]
-            self._tail = b""
-            app.dataReceived(block)
             if self._closedHere:
                 # The application closed on that block: the rest of this
                 # read is not for it (see _stopDelivering).
@@ -514,6 +592,10 @@ class SideTLSProtocol(ProtocolWrapper):
                 if data:
                     self.dataReceived(data)
                 return
+
+    def _passThrough(self, data: bytes) -> None:
+        """A read in PASSTHROUGH: to the application as it now is."""
+        self.wrappedProtocol.dataReceived(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._phase is Phase.LOST:
@@ -544,15 +626,19 @@ class SideTLSProtocol(ProtocolWrapper):
             self._negotiationFinished()
 
     def _negotiationFinished(self) -> None:
+        """Foolscap's C{Broker} has the connection."""
+        self._leaveNegotiating(Phase.ESTABLISHED)
+
+    def _leaveNegotiating(self, phase: Phase) -> None:
         """
-        The application has the connection: stop the negotiation timer (a
-        live connection should hold no delayed call), leave the
-        C{max_negotiating} count, and let plaintext go straight to the
-        application from now on.
+        The application has the connection, in C{phase}: stop the
+        negotiation timer (a live connection should hold no delayed call),
+        leave the C{max_negotiating} count, and let bytes go straight to
+        the application from now on.
         """
         self._cancel("_negotiationTimer")
         self.factory.admission.forget(self)
-        self._progress(Phase.ESTABLISHED)
+        self._progress(phase)
 
     def _tellApplication(self, reason: Failure) -> None:
         """The connection is gone: explain why if we can, log it, tell the application."""

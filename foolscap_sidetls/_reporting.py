@@ -106,8 +106,9 @@ def report(connection: "SideTLSProtocol", reason: Failure) -> None:
     """
     Log one line for a connection that failed: while negotiating (for any
     reason but this end dropping a connection it no longer wanted, such as
-    a losing hint), after negotiation when it did not end cleanly, or when
-    the close had to be forced.
+    a losing hint), after negotiation -- or after its application took it
+    over, when it was never Foolscap's (L{Phase.PASSTHROUGH}) -- when it
+    did not end cleanly, or when the close had to be forced.
 
     A peer that hangs up cleanly while negotiating, or that Foolscap turns
     away as a duplicate, gets its line at debug level: that is also what an

@@ -30,12 +30,20 @@ Modules: C{_memory} (the memory network) and C{_splice} (the loopback
 splice relay).  Neither is used by the library itself.
 """
 
-from ._memory import INBOUND, OUTBOUND, MemoryAddress, MemoryNetwork, MemoryTransport
+from ._memory import (
+    INBOUND,
+    OUTBOUND,
+    MemoryAddress,
+    MemoryConnection,
+    MemoryNetwork,
+    MemoryTransport,
+)
 from ._splice import ReverseServerEndpoint, SpliceRelay
 
 __all__ = [
     "INBOUND",
     "MemoryAddress",
+    "MemoryConnection",
     "MemoryNetwork",
     "MemoryTransport",
     "OUTBOUND",

@@ -9,6 +9,7 @@ See L{foolscap_sidetls.testing} for how to use it.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, cast
 
 from zope.interface import implementer
@@ -162,6 +163,16 @@ class MemoryTransport:
 
     def __repr__(self) -> str:
         return "<MemoryTransport %s %r->%r>" % (self.socket, self._host, self._peerAddress)
+
+    @property
+    def unread(self) -> int:
+        """How many bytes the peer wrote to this end that it has not read yet."""
+        return self._inboundSize
+
+    @property
+    def producer(self) -> Any:
+        """The producer registered on this end's raw byte stream, or L{None}."""
+        return self._producer
 
     # -- ITransport --------------------------------------------------------
 
@@ -418,6 +429,24 @@ class MemoryTransport:
             protocol.connectionLost(Failure(why))
 
 
+@dataclass(frozen=True)
+class MemoryConnection:
+    """
+    One connection a L{MemoryNetwork} made, as it was made: which listener
+    it reached, its two transports, and the protocols first connected to
+    them (for a connection through C{foolscap_sidetls.listener} or
+    C{dialer}, the sidetls wrapper at that end, whose C{phase},
+    C{wrappedProtocol} and C{factory} a test can then look at; a
+    transport forgets its protocol once the connection is lost).
+    """
+
+    name: str
+    dialer: "MemoryTransport"
+    listener: "MemoryTransport"
+    dialerProtocol: IProtocol
+    listenerProtocol: IProtocol
+
+
 @implementer(IProtocol)
 class _ClosedApplication:
     """
@@ -553,6 +582,7 @@ class MemoryNetwork:
         L{MemoryTransport.sent}.
     @ivar transports: Every transport made, in connection order (dialer's
         end, then listener's end).
+    @ivar connections: Every connection made, in order (L{MemoryConnection}).
     """
 
     def __init__(
@@ -569,6 +599,7 @@ class MemoryNetwork:
         self.splitter = splitter or (lambda data: [data])
         self.record = record
         self.transports: list[MemoryTransport] = []
+        self.connections: list[MemoryConnection] = []
         self._listeners: dict[str, tuple[IProtocolFactory, str]] = {}
         self._serial = 0
 
@@ -641,6 +672,7 @@ class MemoryNetwork:
         clientT.peer, serverT.peer = serverT, clientT
         clientT.protocol, serverT.protocol = client, server
         self.transports += [clientT, serverT]
+        self.connections.append(MemoryConnection(name, clientT, serverT, client, server))
         server.makeConnection(serverT)
         client.makeConnection(clientT)
         return client

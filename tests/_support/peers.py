@@ -15,6 +15,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
@@ -43,11 +44,14 @@ CLOSE = 10.0
 
 
 class RecordingNetwork(MemoryNetwork):
-    """Remembers each connection's two transports and the protocols first connected to them."""
+    """
+    A memory network that can act on a connection before any byte moves.
+    Each connection's transports and wrappers are in C{connections}
+    (L{foolscap_sidetls.testing.MemoryConnection}).
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         MemoryNetwork.__init__(self, **kwargs)
-        self.pairs: list[tuple[str, Any, Any, Any, Any]] = []
         #: Called once with the next connection's two transports as soon as
         #: they exist (before any byte moves), then forgotten.
         self.onNextConnection: Optional[Callable[[Any, Any], None]] = None
@@ -55,11 +59,10 @@ class RecordingNetwork(MemoryNetwork):
     def _connect(self, name: str, entry: Any, clientFactory: Any, clientSocket: str) -> Any:
         client = MemoryNetwork._connect(self, name, entry, clientFactory, clientSocket)
         if client is not None:
-            clientT, serverT = self.transports[-2:]
-            self.pairs.append((name, clientT, serverT, clientT.protocol, serverT.protocol))
+            connection = self.connections[-1]
             hook, self.onNextConnection = self.onNextConnection, None
             if hook is not None:
-                hook(clientT, serverT)
+                hook(connection.dialer, connection.listener)
         return client
 
 
@@ -80,6 +83,21 @@ class ScriptedHints:
 
     def describe(self) -> str:
         return "hostile-memory"
+
+
+def peerText(wrapper: Any) -> str:
+    """A connection's peer as our log lines name it (C{host:port})."""
+    peer = wrapper.transport.getPeer()
+    return "%s:%s" % (peer.host, peer.port)
+
+
+def tlsDelayedCalls() -> list[Any]:
+    """The real reactor's pending calls bound to any TLS layer."""
+    return [
+        call
+        for call in reactor.getDelayedCalls()
+        if isinstance(getattr(call.func, "__self__", None), TLSMemoryBIOProtocol)
+    ]
 
 
 def expectedPhase(phase: str, action: str) -> str:
@@ -314,7 +332,7 @@ class PeerCase(TestCase):
             if action == "truncate":
                 rref.callRemote("echo", b"x" * 3000).addErrback(lambda f: None)
         await self.until(lambda: script.fired, "the script to fire")
-        wrapper = self.net.pairs[0][4]
+        wrapper = self.net.connections[0].listenerProtocol
         await self.checkOurEnd(
             wrapper, phase, action, lambda: self.call(self.honestDialer(), furl, b"meanwhile")
         )
@@ -351,7 +369,7 @@ class PeerCase(TestCase):
             if action == "truncate":
                 rref.callRemote("echo", b"y" * 3000).addBoth(call.append)
         await self.until(lambda: script.fired, "the script to fire")
-        wrapper = self.net.pairs[0][3]
+        wrapper = self.net.connections[0].dialerProtocol
         await self.checkOurEnd(
             wrapper, phase, action, lambda: self.call(ours, goodFurl, b"meanwhile")
         )
@@ -378,7 +396,7 @@ class PeerCase(TestCase):
         self, wrapper: Any, phase: str, action: str, meanwhile: Callable[[], Coroutine[Any, Any, None]]
     ) -> None:
         app = wrapper.wrappedProtocol
-        watched = [wrapper, app, wrapper._tls]
+        watched = [wrapper, app]
         broker = getattr(app.dataReceived, "__self__", None)
         if broker is not app:
             watched.append(broker)  # after the Banana switch
@@ -395,19 +413,20 @@ class PeerCase(TestCase):
         self.assertLessEqual(took, expectedBound(phase, action))
         self.assertTrue(wrapper.transport.disconnected)
 
-        lines = self.logs.lines(role=wrapper.role, peer=wrapper._peerText())
+        peer = peerText(wrapper)
+        lines = self.logs.lines(role=wrapper.role, peer=peer)
         self.assertEqual(len(lines), 1, lines)
         # A clean hang-up in the plaintext phase is what port scanners and
         # losing parallel hints do too: debug; anything else: info.
         hangUp = phase in ("before", "inside", "after-tls") and action in ("close", "truncate")
         level = LogLevel.debug if hangUp else LogLevel.info
-        self.assertEqual(len(self.logs.lines(level, role=wrapper.role, peer=wrapper._peerText())), 1)
+        self.assertEqual(len(self.logs.lines(level, role=wrapper.role, peer=peer)), 1)
         if hangUp:
             self.assertEqual(self.logs.lines(LogLevel.info, role=wrapper.role), [])
         where = "sidetls %s, connection %s %s: " % (
             wrapper.role,
             "to" if wrapper.role == "dialer" else "from",
-            wrapper._peerText(),
+            peer,
         )
         if phase != "after-banana":
             where += "negotiation failed %s: " % (expectedPhase(phase, action),)
@@ -421,4 +440,6 @@ class PeerCase(TestCase):
             self.assertRegex(lines[0][len(where) :], why)
 
         self.assertEqual(delayedCallsOf(watched), [])
+        # Nor on any TLS layer (ours run on the fake clock, checked next).
+        self.assertEqual(tlsDelayedCalls(), [])
         self.assertEqual(self.clock.getDelayedCalls(), [])

@@ -60,7 +60,7 @@ from .._support.hostile import (
     turn,
 )
 from .._support.waiting import coroutine
-from .._support.peers import PeerCase
+from .._support.peers import PeerCase, peerText
 
 CAP = 50
 NEGOTIATION = 30.0
@@ -149,10 +149,10 @@ class FloodCase(PeerCase):
             result.append
         )
         await self.until(lambda: held, "the honest connection")
-        wrapper = self.net.pairs[-1][4]
+        wrapper = self.net.connections[-1].listenerProtocol
         await self.until(lambda: wrapper.phase is not Phase.PLAINTEXT, "the honest request")
+        # In the TLS handshake (a live phase is where negotiation stands).
         self.assertIs(wrapper.phase, Phase.HANDSHAKING)
-        self.assertEqual(wrapper._stage(), "in the TLS handshake")
         return wrapper, result, held[0].resumeProducing
 
 
@@ -230,7 +230,9 @@ class SlowOpenFloodTests(FloodCase):
         for wave in range(4):
             await self.flood(CAP // 2)
             self.assertIsNot(honest.phase, Phase.LOST)
-            self.assertIsNone(honest._diagnosis)
+            # Not dropped: our limits close at once (CLOSING), and it is
+            # still where it was.
+            self.assertIs(honest.phase, Phase.HANDSHAKING)
             self.assertIn(honest, ep.factory.negotiating)
             self.clock.advance(SILENT_GRACE)
         self.assertEqual(len(ep.factory.negotiating), CAP)
@@ -268,7 +270,10 @@ class HeaderThenStallFloodTests(FloodCase):
         """
         ours, furl, ep = self.floodListener(CAP)
         stalled = await self.fill(furl)
-        await self.until(lambda: all(p._received for p in ep.factory.negotiating), "the stalled requests")
+        # Each request read and answered: our end is in the TLS handshake.
+        await self.until(
+            lambda: all(p.phase is Phase.HANDSHAKING for p in ep.factory.negotiating), "the stalled requests"
+        )
         self.assertEqual(len(ep.factory.negotiating), CAP)
         before = self.connect(CAP // 4, HeaderThenStall)
         result: list[Any] = []
@@ -284,15 +289,16 @@ class HeaderThenStallFloodTests(FloodCase):
             await turn()
         self.assertEqual(len(self.clock.getDelayedCalls()), pending + 1, "the honest connection was not made")
         after = self.connect(CAP // 4, HeaderThenStall)
-        built = len(self.net.pairs)
+        built = len(self.net.connections)
         self.clock.advance(0)
-        self.assertEqual(len(self.net.pairs), built + 2 * (CAP // 4) + 1)
+        self.assertEqual(len(self.net.connections), built + 2 * (CAP // 4) + 1)
         # Every connection of the burst was accepted before any was read (a
         # delivery is scheduled after the accepts already pending).
-        honest = self.net.pairs[built + CAP // 4][4]
+        honest = self.net.connections[built + CAP // 4].listenerProtocol
         self.assertEqual(len(before) + len(after), 2 * (CAP // 4))
         self.assertIsNot(honest.phase, Phase.LOST)
-        self.assertIsNone(honest._diagnosis)
+        # Not dropped: our limits close at once (CLOSING).
+        self.assertNotIn(honest.phase, (Phase.CLOSING, Phase.LOST))
         await self.until(lambda: result, "the honest call")
         self.assertEqual(result, [b"burst"])
         self.assertEqual(sum(1 for t in stalled if t.disconnected), 2 * (CAP // 4) + 1)
@@ -316,12 +322,17 @@ class HeaderThenStallFloodTests(FloodCase):
         honest, result, resume = await self.honestMidHandshake(ep, furl)
         self.assertEqual(len(ep.factory.negotiating), CAP)
         await self.flood(CAP - 1, HeaderThenStall)
-        await self.until(lambda: all(p._received for p in ep.factory.negotiating), "their requests")
+        await self.until(
+            lambda: all(p.phase is Phase.HANDSHAKING for p in ep.factory.negotiating), "their requests"
+        )
         self.assertIsNot(honest.phase, Phase.LOST)
         self.assertIs(next(iter(ep.factory.negotiating)), honest)  # the oldest now
         await self.flood(1, HeaderThenStall)
         await self.until(lambda: honest.phase is Phase.LOST, "the honest connection to be dropped")
-        self.assertEqual(str(honest._diagnosis), dropped("in the TLS handshake", False))
+        self.assertEqual(
+            self.logs.lines(role="listener", peer=peerText(honest)),
+            ["sidetls listener, connection from %s: %s" % (peerText(honest), dropped("in the TLS handshake", False))],
+        )
         resume()
         await self.until(lambda: result, "the honest dialer to hear of it")
         self.assertIsInstance(result[0], Failure)
@@ -357,7 +368,9 @@ class EvictionCostTests(SynchronousTestCase):
                 clock.advance(SILENT_GRACE)
         self.assertEqual(len(factory.negotiating), 500)
         self.assertLessEqual(_Counting.checks, 2 * 2500)
-        self.assertEqual(sum(1 for p in made if p._diagnosis is not None), 2500)
+        # Dropped by the cap (closed at once by this end), or still negotiating.
+        self.assertEqual(sum(1 for p in made if p.phase is Phase.CLOSING), 2500)
+        self.assertEqual(sum(1 for p in made if p.phase is Phase.PLAINTEXT), 500)
 
 
 @implementer(IConnectionHintHandler)

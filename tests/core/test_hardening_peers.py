@@ -43,6 +43,7 @@ from foolscap.api import Tub
 from foolscap.connections.tcp import DefaultTCP
 
 from foolscap_sidetls import Limits, Phase, dialer, handler, install, listener, tor as torModule
+from foolscap_sidetls._foolscap import tubHandlers
 from foolscap_sidetls._handler import SideTLSHandler
 from foolscap_sidetls.testing import OUTBOUND, MemoryNetwork
 from .._support.peers import CLOSE, NEGOTIATION, PeerCase, ScriptedHints
@@ -92,7 +93,7 @@ class BoundedCloseTests(PeerCase):
         evil.getReference(furl).addBoth(outcome.append)
         await self.until(lambda: outcome, "the connection")
         script.protocols[0].arm()
-        return ours, self.net.pairs[0][4]
+        return ours, self.net.connections[0].listenerProtocol
 
     async def stopping(self, ours: Any) -> list[Any]:
         stopped: list[Any] = []
@@ -151,12 +152,14 @@ class TimeoutTests(PeerCase):
         ours, furl = self.ourListener()
         dialing = self.ourDialer(cert=3)
         await self.call(dialing, furl, b"done negotiating")
-        dialerEnd, listenerEnd = self.net.pairs[0][3], self.net.pairs[0][4]
+        connection = self.net.connections[0]
+        dialerEnd, listenerEnd = connection.dialerProtocol, connection.listenerProtocol
         self.assertEqual(self.clock.seconds(), 0)
         for wrapper in (dialerEnd, listenerEnd):
-            self.assertFalse(wrapper._stillNegotiating(), wrapper)
-            self.assertIsNone(wrapper._negotiationTimer, wrapper)
+            # Done negotiating (the phase says so), so no negotiation timer:
             self.assertIs(wrapper.phase, Phase.ESTABLISHED, wrapper)
+        # no call is pending on the fake clock for any time to come.
+        self.assertEqual([c for c in self.clock.getDelayedCalls() if c.getTime() > 0], [])
         # Zero-delay calls (TLS write batching) run; time does not move.
         for _ in range(10):
             self.clock.advance(0)
@@ -180,7 +183,7 @@ class TimeoutTests(PeerCase):
         connected: list[Any] = []
         silent.connect(Factory.forProtocol(Protocol)).addBoth(connected.append)
         await self.until(lambda: connected, "the silent connection")
-        wrapper = self.net.pairs[0][4]
+        wrapper = self.net.connections[0].listenerProtocol
         timer = wrapper.wrappedProtocol.negotiationTimer
         self.assertTrue(timer.active())
         # What the docs say: Foolscap's listener gives a negotiation 120 s.
@@ -209,7 +212,7 @@ class TimeoutTests(PeerCase):
         ours.setLocation("memory:a", "memory:b")
         furl = ours.registerReference(Echo(), "echo")
         await self.call(self.honestDialer(), furl, b"two hints")
-        self.assertEqual(len(self.net.pairs), 2)
+        self.assertEqual(len(self.net.connections), 2)
         await self.stopAll()
         self.stoppers.clear()
         self.assertEqual(self.logs.lines(LogLevel.info), [])
@@ -252,7 +255,7 @@ class ArgumentTests(TestCase):
             e = self.assertRaises(error, install, tub, **kwargs)
             self.assertIn("foolscap_sidetls.install(): " + words, str(e))
         # Nothing was wrapped by the calls that failed.
-        self.assertIsInstance(tub._connectionHandlers["tcp"], DefaultTCP)
+        self.assertIsInstance(tubHandlers(tub)["tcp"], DefaultTCP)
 
     def test_install_limits(self) -> None:
         """
@@ -265,7 +268,7 @@ class ArgumentTests(TestCase):
         tor = torModule.socks_endpoint(TCP4ClientEndpoint(Clock(), "127.0.0.1", 9050), close_timeout=7)
         tub.addConnectionHintHandler("tor", tor)
         install(tub, handshake_timeout=11, negotiation_timeout=12, close_timeout=13)
-        handlers = tub._connectionHandlers
+        handlers = tubHandlers(tub)
         for name in ("tcp", "memory"):
             h = handlers[name]
             self.assertIsInstance(h, SideTLSHandler)
@@ -273,7 +276,7 @@ class ArgumentTests(TestCase):
         inner = handlers["tcp"].inner
         self.assertIsInstance(inner, DefaultTCP)
         self.assertIs(handlers["tor"], tor)
-        self.assertEqual(tor._close_timeout, 7)
+        self.assertEqual(tor.limits.close_timeout, 7)
         install(tub, negotiation_timeout=40)
         h = handlers["tcp"]
         self.assertIs(h.inner, inner)

@@ -15,7 +15,7 @@ from twisted.internet.address import UNIXAddress
 from twisted.internet.interfaces import ISSLTransport, ITCPTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.test.iosim import FakeTransport, connectedServerAndClient
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -384,8 +384,8 @@ class FlowControlTests(SynchronousTestCase):
         """
         50 MiB to a reader that reads one delivery per tick: the writer is
         paused through the TLS layer, and what is buffered between them
-        (unread wire bytes plus the TLS layer's pending plaintext) stays
-        bounded; every byte arrives, in order.
+        (all that was written and not yet read: in either TLS layer or on
+        the wire) stays bounded; every byte arrives, in order.
         """
         clock = Clock()
         net = MemoryNetwork(clock=clock)
@@ -418,8 +418,7 @@ class FlowControlTests(SynchronousTestCase):
         producer.resumeProducing()
         worst = 0
         for _ in range(20000):
-            tls = sender.transport._tls
-            pending = readerTransport._inboundSize + sum(len(b) for b in tls._appSendBuffer)
+            pending = producer.sent - count[0]
             worst = max(worst, pending)
             if count[0] >= total:
                 break
@@ -432,7 +431,7 @@ class FlowControlTests(SynchronousTestCase):
         self.assertEqual(received.hexdigest(), producer.digest.hexdigest())
         self.assertGreater(producer.pauses, 10)
         self.assertLess(worst, 512 * 1024)
-        self.assertIs(writerTransport._producer, None)
+        self.assertIs(writerTransport.producer, None)
 
 
 class DiagnosisTests(SynchronousTestCase):
@@ -496,8 +495,9 @@ class DiagnosisTests(SynchronousTestCase):
     def test_handshakeTimerCancelled(self):
         """A completed handshake leaves no timer behind."""
         listener, dialer, _, _, pump = connectPair(INBOUND, OUTBOUND)
-        self.assertIsNone(listener.transport._handshakeTimer)
-        self.assertIsNone(dialer.transport._handshakeTimer)
+        # Past the handshake, and the timers run on this clock: none is left.
+        self.assertIs(listener.transport.phase, Phase.ESTABLISHED)
+        self.assertIs(dialer.transport.phase, Phase.ESTABLISHED)
         self.assertEqual(pump.clock.getDelayedCalls(), [])
 
     def test_garbageIsNotExplainedAway(self):
@@ -636,12 +636,16 @@ class FoolscapSwitchTests(PeerCase):
                 ("listener", "before", True),
             ],
         )
-        for wrapper in self.net.pairs[0][3:5]:
+        connection = self.net.connections[0]
+        for wrapper in (connection.dialerProtocol, connection.listenerProtocol):
             # Each wrapper saw the switch (and stopped checking for it).
             self.assertIs(wrapper.phase, Phase.ESTABLISHED, wrapper)
-            # The hot-path shortcut: the TLS layer hands plaintext straight to the application.
-            self.assertIs(wrapper._tls.wrappedProtocol, wrapper.wrappedProtocol)
-            self.assertFalse(wrapper._stillNegotiating())
+            # The hot-path shortcuts: ciphertext goes straight from the
+            # transport to the TLS layer, which hands plaintext straight to
+            # the application.
+            tls = wrapper.dataReceived.__self__
+            self.assertIsInstance(tls, TLSMemoryBIOProtocol)
+            self.assertIs(tls.wrappedProtocol, wrapper.wrappedProtocol)
 
     def test_anything_else_is_done(self) -> None:
         """

@@ -23,6 +23,7 @@ from foolscap.connections.tcp import DefaultTCP
 from foolscap.negotiate import Negotiation
 
 from foolscap_sidetls import TLSHandshakeTimeout, TLSSideError, handler, install, listener
+from foolscap_sidetls._foolscap import tubHandlers
 from foolscap_sidetls.testing import INBOUND, OUTBOUND, MemoryNetwork
 
 from .._support.tls import outerClientOptions, outerServerOptions
@@ -340,7 +341,7 @@ class HandlerTests(TestCase):
         tub.addConnectionHintHandler("memory", net.hint_handler())
         install(tub)
         install(tub)
-        described = {k: v.describe() for k, v in tub._connectionHandlers.items()}
+        described = {k: v.describe() for k, v in tubHandlers(tub).items()}
         self.assertEqual(described["tcp"], "sidetls+tcp")
         self.assertEqual(described["memory"], "sidetls+memory")
 
@@ -349,7 +350,7 @@ class HandlerTests(TestCase):
         tub = Tub()
         tub.removeAllConnectionHintHandlers()
         install(tub)
-        self.assertEqual(tub._connectionHandlers, {})
+        self.assertEqual(tubHandlers(tub), {})
 
 
 class BadArgumentTests(TestCase):
