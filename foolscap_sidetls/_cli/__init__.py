@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorCore
 
 from .._version import __version__
-from . import _check, _create, _ping, _serve
+from . import _check, _create, _ping, _serve, _tahoe
 from ._errors import EXIT_FAILED, EXIT_USAGE, Failed, Usage, cli_words
 from ._logging import start_logging
 from ._nodefile import config_of
@@ -47,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in _COMMANDS.values():
         command.add_to(commands)
+    _tahoe.add_to(commands)  # listed only: main() hands its arguments to Tahoe untouched
     return top
 
 
@@ -84,6 +85,8 @@ def main(argv: Optional[Sequence[str]] = None, *, reactor: Optional[IReactorCore
         tests run the real entry point on an in-memory reactor.
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == [_tahoe.NAME]:
+        _tahoe.main(arguments[1:])  # Tahoe's own command line and reactor
     parser().parse_args(arguments)  # usage errors and --help before the reactor starts
 
     async def entry(reactor: Any) -> None:
