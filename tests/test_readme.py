@@ -69,6 +69,7 @@ SKIPPED = [
     ("Using it", "fragments: the endpoints, the reactor and child.py are yours"),
     ("Tor", "needs a running tor"),
     ("I2P", "needs an I2P router with its SAM bridge"),
+    ("Tahoe-LAFS", "runs a Tahoe-LAFS node until it is stopped"),
     ("The plugin cache: when `sidetls:` strings are slow to parse",
      "rewrites the plugin cache of the Python it runs with"),
 ]
