@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from typing_extensions import Unpack
+
 from zope.interface import implementer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
@@ -23,36 +25,11 @@ from twisted.internet.interfaces import (
     IStreamServerEndpoint,
 )
 
-from ._limits import UNSET, Count, Limits, Seconds, resolve
+from ._limits import DialerLimitKeywords, LimitKeywords, Limits, resolve, resolve_dialer
 from ._protocol import SideTLSFactory
 
 
-def _checkLimits(
-    what: str,
-    handshake_timeout: object = None,
-    negotiation_timeout: object = None,
-    close_timeout: object = None,
-    max_negotiating: object = None,
-) -> None:
-    """
-    Check limits given as separate values, naming C{what} took them: the
-    checks of L{Limits}, for callers that have not moved to passing one
-    L{Limits} yet.
-
-    @raise TypeError: a limit that is not a number (or None).
-    @raise ValueError: a limit that is not more than 0: C{0} would
-        silently mean "no limit", which is what L{None} is for.
-    """
-    Limits.checked(
-        what,
-        handshake_timeout=handshake_timeout,
-        negotiation_timeout=negotiation_timeout,
-        close_timeout=close_timeout,
-        max_negotiating=max_negotiating,
-    )
-
-
-def _requireProvider(value: object, interface: type, what: str, accepted: str) -> None:
+def _require_provider(value: object, interface: type, what: str, accepted: str) -> None:
     if not interface.providedBy(value):  # type: ignore[attr-defined]
         raise TypeError(
             "%s expects %s, got %r (%s); %s"
@@ -70,7 +47,7 @@ class _RoleEndpoint:
     @ivar limits: What bounds each connection (read-only).
     """
 
-    _isClient: bool
+    _is_client: bool
 
     def __init__(
         self,
@@ -86,26 +63,8 @@ class _RoleEndpoint:
     def limits(self) -> Limits:
         return self._limits
 
-    # The older private spellings, still read by tests of modules that have
-    # not moved to C{limits}; to be removed with them.
-    @property
-    def _handshakeTimeout(self) -> Optional[float]:
-        return self._limits.handshake_timeout
-
-    @property
-    def _negotiationTimeout(self) -> Optional[float]:
-        return self._limits.negotiation_timeout
-
-    @property
-    def _closeTimeout(self) -> Optional[float]:
-        return self._limits.close_timeout
-
-    @property
-    def _maxNegotiating(self) -> Optional[int]:
-        return self._limits.max_negotiating
-
-    def _wrapperFactory(self, protocolFactory: IProtocolFactory) -> SideTLSFactory:
-        return SideTLSFactory(protocolFactory, self._isClient, self._clock, limits=self._limits)
+    def _wrapper_factory(self, protocolFactory: IProtocolFactory) -> SideTLSFactory:
+        return SideTLSFactory(protocolFactory, self._is_client, self._clock, limits=self._limits)
 
 
 @implementer(IStreamServerEndpoint)
@@ -118,14 +77,14 @@ class ListenerEndpoint(_RoleEndpoint):
         diagnostics (its C{negotiating} counts the C{max_negotiating} cap).
     """
 
-    _isClient = False
+    _is_client = False
     factory: Optional[SideTLSFactory] = None
 
     def __repr__(self) -> str:
         return "<sidetls listener on %r>" % (self._endpoint,)
 
     def listen(self, protocolFactory: IProtocolFactory) -> "Deferred[IListeningPort]":
-        self.factory = self._wrapperFactory(protocolFactory)
+        self.factory = self._wrapper_factory(protocolFactory)
         return self._endpoint.listen(self.factory)
 
 
@@ -141,13 +100,13 @@ class DialerEndpoint(_RoleEndpoint):
     dialer takes no C{maxNegotiating}: the cap is a listener's defence.)
     """
 
-    _isClient = True
+    _is_client = True
 
     def __repr__(self) -> str:
         return "<sidetls dialer via %r>" % (self._endpoint,)
 
     def connect(self, protocolFactory: IProtocolFactory) -> "Deferred[IProtocol]":
-        return self._endpoint.connect(self._wrapperFactory(protocolFactory)).addCallback(
+        return self._endpoint.connect(self._wrapper_factory(protocolFactory)).addCallback(
             lambda protocol: protocol.wrappedProtocol
         )
 
@@ -157,10 +116,7 @@ def listener(
     *,
     clock: Optional[IReactorTime] = None,
     limits: Optional[Limits] = None,
-    handshake_timeout: Seconds = UNSET,
-    negotiation_timeout: Seconds = UNSET,
-    close_timeout: Seconds = UNSET,
-    max_negotiating: Count = UNSET,
+    **separate: Unpack[LimitKeywords],
 ) -> IStreamServerEndpoint:
     """
     Wrap C{endpoint} for C{tub.listenOn(...)}: every connection it yields is
@@ -168,8 +124,8 @@ def listener(
     (I2P, reverse tunnels, relays) still completes its handshake.
 
     The limits are given either as one C{limits=}L{Limits} or as the
-    separate keywords below (the fields of L{Limits}; those not given keep
-    its defaults), not both.
+    separate keywords below (L{LimitKeywords}: the fields of L{Limits};
+    those not given keep its defaults), not both.
 
     @param handshake_timeout: seconds to wait for a TLS handshake before
         dropping the connection with an explanation; L{None} waits forever.
@@ -194,7 +150,7 @@ def listener(
     @raise ValueError: if a limit is 0 or less (L{None} means no limit).
     """
     what = "foolscap_sidetls.listener()"
-    _requireProvider(
+    _require_provider(
         endpoint,
         IStreamServerEndpoint,
         what,
@@ -204,14 +160,7 @@ def listener(
     return ListenerEndpoint(
         endpoint,
         clock,
-        resolve(
-            what,
-            limits,
-            handshake_timeout=handshake_timeout,
-            negotiation_timeout=negotiation_timeout,
-            close_timeout=close_timeout,
-            max_negotiating=max_negotiating,
-        ),
+        resolve(what, limits, **separate),
     )
 
 
@@ -220,17 +169,16 @@ def dialer(
     *,
     clock: Optional[IReactorTime] = None,
     limits: Optional[Limits] = None,
-    handshake_timeout: Seconds = UNSET,
-    negotiation_timeout: Seconds = UNSET,
-    close_timeout: Seconds = UNSET,
+    **separate: Unpack[DialerLimitKeywords],
 ) -> IStreamClientEndpoint:
     """
     Wrap C{endpoint} so every connection it makes is the TLS client, even
     when the socket underneath was accepted (a reverse tunnel handing us a
     connection it accepted) or is no socket at all.
 
-    C{limits} (or C{handshake_timeout}, C{negotiation_timeout} and
-    C{close_timeout}) are as for L{listener} (a dialer's negotiation is
+    C{limits} (or the separate keywords L{DialerLimitKeywords}:
+    C{handshake_timeout}, C{negotiation_timeout} and C{close_timeout}) are
+    as for L{listener} (a dialer's negotiation is
     otherwise bounded by Foolscap's 120 s connection timeout); a dialer
     takes no C{max_negotiating}.
 
@@ -240,15 +188,7 @@ def dialer(
     @raise ValueError: if a limit is 0 or less (L{None} means no limit), or
         C{limits} has a C{max_negotiating}.
     """
-    what = "foolscap_sidetls.dialer()"
-    chosen = resolve(
-        what,
-        limits,
-        handshake_timeout=handshake_timeout,
-        negotiation_timeout=negotiation_timeout,
-        close_timeout=close_timeout,
-    ).for_dialer(what)
-    return _dialer(endpoint, clock, chosen)
+    return _dialer(endpoint, clock, resolve_dialer("foolscap_sidetls.dialer()", limits, **separate))
 
 
 def _dialer(
@@ -258,7 +198,7 @@ def _dialer(
     L{dialer} with limits already checked as a dialer's: what a handler
     calls once per hint, where resolving its limits again would be waste.
     """
-    _requireProvider(
+    _require_provider(
         endpoint,
         IStreamClientEndpoint,
         "foolscap_sidetls.dialer()",

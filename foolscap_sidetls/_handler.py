@@ -9,7 +9,10 @@ user's -- becomes role-based without knowing about it.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Optional, Union
+
+from typing_extensions import Unpack
 
 from zope.interface import implementer
 from twisted.internet.defer import Deferred
@@ -20,11 +23,43 @@ from foolscap.ipb import IConnectionHintHandler
 from ._endpoints import _dialer
 from ._foolscap import tubHandlers
 from ._hints import parse_tcp_hint
-from ._limits import UNSET, Limits, Seconds, resolve
+from ._limits import UNSET, DialerLimitKeywords, Limits, Seconds, resolve_dialer
 
 __all__ = ["SideTLSHandler", "handler", "install", "tubHandlers"]
 
 _HintResult = tuple[IStreamClientEndpoint, str]
+
+#: L{SideTLSHandler}'s keywords before they took this project's snake_case
+#: spelling; still accepted, with a DeprecationWarning.
+_OLDER_KEYWORDS = {
+    "handshakeTimeout": "handshake_timeout",
+    "negotiationTimeout": "negotiation_timeout",
+    "closeTimeout": "close_timeout",
+}
+
+
+def _renamed(what: str, given: dict[str, Any], older: dict[str, Any]) -> dict[str, Any]:
+    """
+    C{given} (keywords by their current names) with those of C{older}
+    spelt the old way moved in, warning for each; refuse an unknown name
+    or a value given both ways.
+    """
+    for old, value in older.items():
+        new = _OLDER_KEYWORDS.get(old)
+        if new is None:
+            raise TypeError(
+                "%s got an unexpected keyword argument %r; it takes %s and limits"
+                % (what, old, ", ".join(_OLDER_KEYWORDS.values()))
+            )
+        if given[new] is not UNSET:
+            raise TypeError("%s got %s and its older spelling %s; give %s only" % (what, new, old, new))
+        warnings.warn(
+            "%s: %s is deprecated; use %s (or limits=Limits(...))" % (what, old, new),
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        given[new] = value
+    return given
 
 
 @implementer(IConnectionHintHandler)
@@ -33,9 +68,10 @@ class SideTLSHandler:
     An C{IConnectionHintHandler} that delegates hint parsing to another
     handler and makes each endpoint it returns a dialer.
 
-    Its limits come as one L{Limits} (C{limits=}), or as the older
-    positional camelCase values (which subclasses such as the I2P handler
-    still pass); not both.
+    Its limits come as one L{Limits} (C{limits=}), or as the separate
+    values (positionally, as subclasses such as the I2P handler pass them,
+    or as keywords; the camelCase keywords of earlier releases still work,
+    deprecated); not both.
 
     @ivar limits: Those of every dialer it makes (read-only).
 
@@ -52,21 +88,21 @@ class SideTLSHandler:
         self,
         inner: IConnectionHintHandler,
         clock: Optional[IReactorTime] = None,
-        handshakeTimeout: Seconds = UNSET,
-        negotiationTimeout: Seconds = UNSET,
-        closeTimeout: Seconds = UNSET,
+        handshake_timeout: Seconds = UNSET,
+        negotiation_timeout: Seconds = UNSET,
+        close_timeout: Seconds = UNSET,
         *,
         limits: Optional[Limits] = None,
+        **older: Any,
     ) -> None:
         self.inner = inner
         self._clock = clock
-        self._limits = resolve(
-            "SideTLSHandler",
-            limits,
-            handshake_timeout=handshakeTimeout,
-            negotiation_timeout=negotiationTimeout,
-            close_timeout=closeTimeout,
-        ).for_dialer("SideTLSHandler")
+        given = dict(
+            handshake_timeout=handshake_timeout,
+            negotiation_timeout=negotiation_timeout,
+            close_timeout=close_timeout,
+        )
+        self._limits = resolve_dialer("SideTLSHandler", limits, **_renamed("SideTLSHandler", given, older))
 
     @property
     def limits(self) -> Limits:
@@ -105,9 +141,7 @@ def handler(
     *,
     clock: Optional[IReactorTime] = None,
     limits: Optional[Limits] = None,
-    handshake_timeout: Seconds = UNSET,
-    negotiation_timeout: Seconds = UNSET,
-    close_timeout: Seconds = UNSET,
+    **separate: Unpack[DialerLimitKeywords],
 ) -> IConnectionHintHandler:
     """
     Make C{inner}'s endpoints dialers (TLS clients), for
@@ -132,14 +166,7 @@ def handler(
             "foolscap.connections.tor.socks_endpoint(...)), got %r (%s)"
             % (inner, type(inner).__name__)
         )
-    what = "foolscap_sidetls.handler()"
-    chosen = resolve(
-        what,
-        limits,
-        handshake_timeout=handshake_timeout,
-        negotiation_timeout=negotiation_timeout,
-        close_timeout=close_timeout,
-    ).for_dialer(what)
+    chosen = resolve_dialer("foolscap_sidetls.handler()", limits, **separate)
     if getattr(inner, "_sidetlsRoleBased", False) is True:
         return inner
     return SideTLSHandler(inner, clock, limits=chosen)
@@ -150,9 +177,7 @@ def install(
     *,
     clock: Optional[IReactorTime] = None,
     limits: Optional[Limits] = None,
-    handshake_timeout: Seconds = UNSET,
-    negotiation_timeout: Seconds = UNSET,
-    close_timeout: Seconds = UNSET,
+    **separate: Unpack[DialerLimitKeywords],
 ) -> None:
     """
     Make every connection C{tub} dials role-based: wrap each hint handler it
@@ -182,14 +207,7 @@ def install(
             "foolscap_sidetls.install() expects a foolscap.api.Tub, got %r (%s)"
             % (tub, type(tub).__name__)
         )
-    what = "foolscap_sidetls.install()"
-    chosen = resolve(
-        what,
-        limits,
-        handshake_timeout=handshake_timeout,
-        negotiation_timeout=negotiation_timeout,
-        close_timeout=close_timeout,
-    ).for_dialer(what)
+    chosen = resolve_dialer("foolscap_sidetls.install()", limits, **separate)
     for hintType, inner in list(handlers.items()):
         if type(inner) is SideTLSHandler:
             inner = inner.inner

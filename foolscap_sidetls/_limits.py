@@ -11,7 +11,8 @@ re-checked at every layer they pass through.  The clock is not a limit and
 stays a separate argument: it is how the limits are measured, not one of
 them.
 
-The checks here are also the relay's: a timeout or a count is checked the
+The checks here are also the relay's (L{check_seconds}, L{check_count},
+L{check_fraction} for its jitter): a timeout or a count is checked the
 same way, with the same words, wherever it is given.
 """
 
@@ -21,17 +22,21 @@ import enum
 import math
 import re
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, TypedDict, Union
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
     "DEFAULT_HANDSHAKE_TIMEOUT",
+    "DialerLimitKeywords",
+    "LimitKeywords",
     "OPTION_NAMES",
     "UNSET",
     "Limits",
     "check_count",
+    "check_fraction",
     "check_seconds",
     "resolve",
+    "resolve_dialer",
 ]
 
 #: How long a TLS handshake may take before the connection is dropped with a
@@ -68,6 +73,26 @@ UNSET = _Unset.UNSET
 #: A limit keyword's type in the functions that also take C{limits=}.
 Seconds = Union[float, None, _Unset]
 Count = Union[int, None, _Unset]
+
+
+class DialerLimitKeywords(TypedDict, total=False):
+    """
+    The fields of L{Limits} a dialer has, as the separate keywords every
+    function making dialers takes instead of C{limits=}
+    (C{**separate: Unpack[DialerLimitKeywords]}, PEP 692): one list of the
+    names, here, rather than one per signature.  Those not given keep
+    L{Limits}' defaults.
+    """
+
+    handshake_timeout: Optional[float]
+    negotiation_timeout: Optional[float]
+    close_timeout: Optional[float]
+
+
+class LimitKeywords(DialerLimitKeywords, total=False):
+    """L{DialerLimitKeywords} and the listener's C{max_negotiating}: every field of L{Limits}."""
+
+    max_negotiating: Optional[int]
 
 
 def check_seconds(value: object, name: str, what: str, *, optional: bool = True) -> None:
@@ -128,6 +153,24 @@ def check_count(
         raise ValueError(
             "%s: %s must be at least 1%s, got %d"
             % (what, name, " (None: no limit)" if optional else "", value)
+        )
+
+
+def check_fraction(value: object, name: str, what: str) -> None:
+    """
+    A jitter: a number from 0 up to (not including) 1.
+
+    @raise TypeError: for a value that is not a number (C{True} included).
+    @raise ValueError: for a number outside that range.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            "%s: %s must be a number from 0 to 1, got %r (%s)"
+            % (what, name, value, type(value).__name__)
+        )
+    if not 0 <= value < 1:
+        raise ValueError(
+            "%s: %s must be from 0 up to (not including) 1, got %r" % (what, name, value)
         )
 
 
@@ -306,3 +349,21 @@ def resolve(what: str, limits: Optional[Limits], **keywords: Any) -> Limits:
             % (what, limits, ", ".join("%s=%r" % item for item in given.items()))
         )
     return limits
+
+
+def resolve_dialer(what: str, limits: Optional[Limits], **keywords: Any) -> Limits:
+    """
+    L{resolve} for a function that makes dialers (L{foolscap_sidetls.dialer},
+    the hint handlers), whose separate keywords are L{DialerLimitKeywords}:
+    a C{max_negotiating} keyword, or a C{limits} with one, is refused (see
+    L{Limits.for_dialer}).
+
+    @raise TypeError: for a C{max_negotiating} keyword, and as L{resolve}.
+    """
+    if "max_negotiating" in keywords:
+        raise TypeError(
+            "%s got an unexpected keyword argument 'max_negotiating': it applies to listeners only "
+            "(the cap is a listener's defence); a dialer takes %s"
+            % (what, ", ".join(DialerLimitKeywords.__annotations__))
+        )
+    return resolve(what, limits, **keywords).for_dialer(what)

@@ -24,9 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from ._support.waiting import blocking_until
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 #: The bound on any one wait: generous, as a loaded 2-core machine runs
@@ -72,17 +74,6 @@ def name_of(pid: int) -> Optional[str]:
             return f.read().strip()
     except OSError:
         return None
-
-
-def until(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %s s waiting for %s" % (timeout, what))
-        time.sleep(0.05)
 
 
 class Example:
@@ -165,7 +156,7 @@ class Example:
                     return int(entry)
             return None
 
-        return int(until(find, "the example to start %s" % (name,)))
+        return int(blocking_until(find, WAIT, "the example to start %s" % (name,)))
 
     def interrupt(self, whole_group: bool = True) -> tuple[int, list[str], str]:
         """
@@ -200,8 +191,8 @@ class StoppedCleanly:
         # 10 s (tor) after a SIGTERM it ignores.
         self.assertLess(took, 15.0)
         if daemon is not None:
-            until(lambda: not os.path.exists("/proc/%d" % (daemon,)), "the daemon (pid %d) to be gone" % (daemon,), 5)
-        until(lambda: not example.group_alive(), "nothing left in the example's process group", 5)
+            blocking_until(lambda: not os.path.exists("/proc/%d" % (daemon,)), 5, "the daemon (pid %d) to be gone" % (daemon,))
+        blocking_until(lambda: not example.group_alive(), 5, "nothing left in the example's process group")
         return rest
 
 

@@ -131,7 +131,7 @@ class Sdist(SynchronousTestCase):
         # The ones the issue found missing, named so that an empty walk
         # cannot pass this test.
         self.assertTrue(
-            {"tests/__init__.py", "tests/_tls.py", "tests/integration/conftest.py",
+            {"tests/__init__.py", "tests/_support/tls.py", "tests/integration/conftest.py",
              "examples/reverse_listener.py", "examples/configs/tcp.cfg",
              "benchmarks/run.py"} <= required
         )

@@ -250,8 +250,17 @@ def _check_hostname(hostname: str) -> None:
 
 
 def _read(sections: Mapping[str, Entries]) -> _config.NodeConfig:
-    """A piece of the file create-node would write, read as 'check' would."""
-    return _config.from_string(render(sections), source=PROG, local_addresses=lambda: ["127.0.0.1"])
+    """
+    A piece of the file create-node would write, checked by the reader's
+    own rules (L{config.from_sections}, the same checks and errors as the
+    file's) without rendering text only to parse it again.
+    """
+    return _config.from_sections(_as_sections(sections), source=PROG, local_addresses=lambda: ["127.0.0.1"])
+
+
+def _as_sections(sections: Mapping[str, Entries]) -> dict[str, dict[str, str]]:
+    """C{sections} as L{config.from_sections} takes them; an empty one left out, as the file leaves it."""
+    return {name: dict(entries) for name, entries in sections.items() if entries}
 
 
 def _as_config(shown: str, sections: Mapping[str, Entries], only: Optional[str] = None) -> None:

@@ -19,7 +19,7 @@ from foolscap.connection import TubConnector
 from .. import config as _config
 from ._errors import EXIT_OK, Failed, RemoteError, Usage, cli_words, locally
 from ._logging import add_logging_options
-from ._nodefile import DIALING_ONLY, config_of, load, render
+from ._nodefile import DIALING_ONLY, config_of, load
 from ._output import PROG, Progress, say
 from ._service import Caller, describe_side, side_of
 
@@ -203,7 +203,9 @@ async def run(reactor: Any, args: argparse.Namespace, out: TextIO, err: TextIO) 
     else:
         # Only dials: an empty file would be a listening node, reading
         # ./client.port and looking up this machine's addresses.
-        node = _config.from_string(render(DIALING_ONLY), source="(defaults)")
+        node = _config.from_sections(
+            {name: dict(entries) for name, entries in DIALING_ONLY.items()}, source="(defaults)"
+        )
         source = "default handlers"
     tub = await _config.create_tub(node, reactor, listen=False)
     try:

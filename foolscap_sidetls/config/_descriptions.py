@@ -1,8 +1,10 @@
 """
-Twisted endpoint descriptions, taken apart as text: which port and
-interface a C{tcp:} listener binds, whether a listener would reveal this
-machine's address, and what is wrong with a description in plain words
-(Twisted's own complaints speak Python).
+Twisted endpoint descriptions, taken apart by Twisted's own parser
+(through L{foolscap_sidetls._twisted}, so escapes are read as Twisted
+reads them): which port and interface a C{tcp:} listener binds,
+whether a listener would reveal this machine's address, and what is
+wrong with a description in plain words (Twisted's own complaints speak
+Python).
 """
 
 from __future__ import annotations
@@ -17,45 +19,35 @@ from twisted.internet.endpoints import clientFromString, serverFromString
 # real reactor.
 from twisted.internet.testing import MemoryReactor
 
+from .._twisted import parse_description
 from ._errors import _why
 
-def _split_escaped(text: str, sep: str = ":") -> list[str]:
-    """Split a Twisted endpoint description on unescaped C{sep}; unescape."""
-    parts, current, escaped = [], [], False
-    for char in text:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == sep:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return parts
+class _Parts:
+    """
+    An endpoint description as Twisted's own parser reads it: its type,
+    its positional fields after the type, and its C{name=value} options.
+    """
+
+    def __init__(self, description: str) -> None:
+        args, self.options = parse_description(description)
+        self.kind = args[0] if args else ""
+        self.positional = args[1:]
+
+    def field(self, name: str, names: Sequence[str]) -> Optional[str]:
+        """The value of field C{name} (C{names} in positional order): by name, else by position."""
+        if name in self.options:
+            return self.options[name]
+        index = names.index(name)
+        return self.positional[index] if index < len(self.positional) else None
 
 
 def _tcp_port(description: str) -> Optional[tuple[int, Optional[str]]]:
     """(port, interface) of a C{tcp:} server endpoint description, else None."""
-    parts = _split_escaped(description)
-    if parts[0] != "tcp":
+    parts = _Parts(description)
+    if parts.kind != "tcp":
         return None
-    port: Optional[str] = None
-    interface: Optional[str] = None
-    positional = 0
-    for part in parts[1:]:
-        name, eq, value = part.partition("=")
-        if eq:
-            if name == "port":
-                port = value
-            elif name == "interface":
-                interface = value
-        else:
-            if positional == 0:
-                port = part
-            positional += 1
+    port = parts.field("port", _SERVER_FIELDS["tcp"])
+    interface = parts.options.get("interface")
     if port is None or not _ascii_digits(port):
         return None
     return int(port), interface
@@ -75,25 +67,11 @@ _CLIENT_FIELDS = {
 }
 
 
-def _field(parts: Sequence[str], name: str, names: Sequence[str]) -> Optional[str]:
-    """The value of field C{name} in a split endpoint description: by name, else by position."""
-    positional = []
-    for part in parts[1:]:
-        key, eq, value = part.partition("=")
-        if eq:
-            if key == name:
-                return value
-        else:
-            positional.append(part)
-    index = names.index(name)
-    return positional[index] if index < len(positional) else None
-
-
 def _port_zero(description: str) -> bool:
     """Whether a (checked) server endpoint description asks for whatever port is free."""
-    parts = _split_escaped(description)
-    names = _SERVER_FIELDS.get(parts[0])
-    port = _field(parts, "port", names) if names is not None else None
+    parts = _Parts(description)
+    names = _SERVER_FIELDS.get(parts.kind)
+    port = parts.field("port", names) if names is not None else None
     return port is not None and int(port) == 0
 
 
@@ -119,8 +97,8 @@ def _exposure(description: str) -> Optional[str]:
     C{"192.0.2.1"}); L{None} if it listens on loopback only, or on no IP
     interface at all.
     """
-    parts = _split_escaped(description)
-    kind = parts[0]
+    parts = _Parts(description)
+    kind = parts.kind
     if kind in _WRAPPERS:
         return _exposure(description.split(":", 1)[1] if ":" in description else "")
     if kind in _NO_IP_LISTENER:
@@ -128,7 +106,7 @@ def _exposure(description: str) -> Optional[str]:
     names = _IP_SERVER_FIELDS.get(kind)
     if names is None:
         return "an interface foolscap-sidetls cannot tell (%s: endpoints do not say)" % (kind or "these",)
-    interface = _field(parts, "interface", names)
+    interface = parts.field("interface", names)
     if not interface:
         return "every interface"
     if interface == "localhost":  # as the onion check above reads it
@@ -144,26 +122,26 @@ def _exposure(description: str) -> Optional[str]:
 
 def _loopback_fix(text: str) -> str:
     """C{text} (a tub.port entry) made to listen on loopback only, as a suggestion."""
-    parts = _split_escaped(text[len("sidetls:"):] if text.startswith("sidetls:") else text)
-    kind = parts[0]
+    parts = _Parts(text[len("sidetls:"):] if text.startswith("sidetls:") else text)
+    kind = parts.kind
     if kind not in _IP_SERVER_FIELDS:
         return "tcp:PORT:interface=127.0.0.1"
     loopback = "\\:\\:1" if kind == "tcp6" else "127.0.0.1"
     keyword = re.compile(r"(^|:)interface=(?:\\.|[^:\\])*")
     if keyword.search(text):
         return keyword.sub(lambda m: m.group(1) + "interface=" + loopback, text, count=1)
-    if _field(parts, "interface", _IP_SERVER_FIELDS[kind]) is not None:  # given by position
+    if parts.field("interface", _IP_SERVER_FIELDS[kind]) is not None:  # given by position
         prefix = "sidetls:" if text.startswith("sidetls:") else ""
-        return "%s%s:%s:interface=%s" % (prefix, kind, _field(parts, "port", _IP_SERVER_FIELDS[kind]), loopback)
+        return "%s%s:%s:interface=%s" % (prefix, kind, parts.field("port", _IP_SERVER_FIELDS[kind]), loopback)
     return text + ":interface=" + loopback
 
 
 def _endpoint_problem(description: str, server: bool) -> Optional[str]:
     """What is wrong with an endpoint description, in plain words; None if nothing."""
-    parts = _split_escaped(description)
-    names = (_SERVER_FIELDS if server else _CLIENT_FIELDS).get(parts[0])
+    parts = _Parts(description)
+    names = (_SERVER_FIELDS if server else _CLIENT_FIELDS).get(parts.kind)
     if names is not None:
-        port = _field(parts, "port", names)
+        port = parts.field("port", names)
         if not port:
             return "it has no port"
         if not _ascii_digits(port):
@@ -173,7 +151,7 @@ def _endpoint_problem(description: str, server: bool) -> Optional[str]:
     try:
         (serverFromString if server else clientFromString)(MemoryReactor(), description)
     except Exception as e:
-        return _plain(e, parts[0])
+        return _plain(e, parts.kind)
     return None
 
 

@@ -37,7 +37,7 @@ The package, one layer a module: L{_wire} (the bytes each connection
 says, the control lines), L{_url} (relay URLs and hints), the hidden Tub's
 side in C{_client*} (L{_client}: the endpoint and L{listener}) and the
 relay's in C{_server*} (L{_server}: L{RelayServer}), and what both ends
-share (L{_plumbing}, L{_checks}).
+share (L{_plumbing}; their argument checks are L{foolscap_sidetls._limits}').
 """
 
 from ._addresses import RelayAddress, RelayedAddress

@@ -20,7 +20,9 @@ channel), L{_client_stream} (one relayed stream), L{_client_hints}
 from __future__ import annotations
 
 import random as _random
-from typing import Any, Callable, Optional, Union, cast
+from typing import Any, Callable, Optional, TypedDict, Union, cast
+
+from typing_extensions import Unpack
 
 from zope.interface import implementer
 from twisted.internet import defer
@@ -36,8 +38,7 @@ from twisted.internet.ssl import PrivateCertificate
 from twisted.python.failure import Failure
 
 from .._endpoints import listener as sidetls_listener
-from .._limits import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, Limits
-from . import _checks as checks
+from .._limits import DEFAULT_CLOSE_TIMEOUT, UNSET, Limits, Seconds, check_count, check_seconds, resolve
 from . import _url as url
 from . import _wire as wire
 from ._client_backoff import Backoff
@@ -65,7 +66,8 @@ class RelayListenerEndpoint:
         relay_id: Optional[str] = None,
         description: Optional[str] = None,
         clock: Optional[IReactorTime] = None,
-        handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
+        limits: Optional[Limits] = None,
+        handshake_timeout: Seconds = UNSET,
         retry_initial: float = 1.0,
         retry_max: float = 60.0,
         keepalive: Optional[float] = 60.0,
@@ -84,6 +86,11 @@ class RelayListenerEndpoint:
             C{certificate}, which is the only one the relay accepts.
         @param relay_id: Pin the relay: refuse to register with a relay
             whose certificate digest differs.
+        @param limits: What bounds each relayed connection, as for
+            L{foolscap_sidetls.listener} (C{max_negotiating} included);
+            or give only C{handshake_timeout}, the others keeping
+            L{Limits}' defaults -- not both.  Not C{close_timeout}: that
+            keyword is the relay channel's own (below).
         @param retry_initial: Seconds before the first re-registration
             attempt after the channel drops; doubles per failure up to
             C{retry_max}, back to C{retry_initial} after a success.  Every
@@ -143,32 +150,37 @@ class RelayListenerEndpoint:
             jitter,
             random if random is not None else _random.random,
         )
-        checks.check_seconds(keepalive, "keepalive", what, optional=True)
-        checks.check_seconds(answer_timeout, "answer_timeout", what)
+        check_seconds(keepalive, "keepalive", what)
+        check_seconds(answer_timeout, "answer_timeout", what, optional=False)
         # The relayed connections' own limits, as the sidetls wrapper takes
         # them; close_timeout is the relay channel's, not theirs.
-        limits = Limits.checked(what, handshake_timeout=handshake_timeout)
-        checks.check_seconds(close_timeout, "close_timeout", what, optional=True)
-        checks.check_count(max_pending_streams, "max_pending_streams", what)
+        chosen = resolve(what, limits, handshake_timeout=handshake_timeout)
+        check_seconds(close_timeout, "close_timeout", what)
+        check_count(max_pending_streams, "max_pending_streams", what, optional=False, unit=None)
         if clock is None:
             from twisted.internet import reactor
 
             clock = cast(IReactorTime, reactor)
         self._relay = relay
         self._tubid = tubid
-        self._relayID = relay_id
+        self._relay_id = relay_id
         self._description = description or repr(relay)
         self._clock = clock
-        self._limits = limits
+        self._limits = chosen
         self._keepalive = keepalive
-        self._answerTimeout = answer_timeout
-        self._maxPendingStreams = max_pending_streams
-        self._closeTimeout = close_timeout
+        self._answer_timeout = answer_timeout
+        self._max_pending_streams = max_pending_streams
+        self._close_timeout = close_timeout
         self._backoff = backoff
-        self._tlsOptions = wire.tls_options(certificate)
+        self._tls_options = wire.tls_options(certificate)
 
     def __repr__(self) -> str:
         return "<relay listener for %s via %s>" % (self._tubid, self._description)
+
+    @property
+    def limits(self) -> Limits:
+        """What bounds each relayed connection (read-only)."""
+        return self._limits
 
     def listen(self, protocolFactory: IProtocolFactory) -> "Deferred[IListeningPort]":
         """
@@ -240,21 +252,31 @@ class _RelayedStreams:
         return self._endpoint._listen(protocolFactory)
 
 
+class RelayListenerOptions(TypedDict, total=False):
+    """
+    The keywords L{listener} hands to L{RelayListenerEndpoint} as they
+    are (PEP 692): listed once, here, and documented there.
+    """
+
+    limits: Optional[Limits]
+    handshake_timeout: Optional[float]
+    retry_initial: float
+    retry_max: float
+    keepalive: Optional[float]
+    max_pending_streams: int
+    close_timeout: Optional[float]
+    jitter: float
+    random: Optional[Callable[[], float]]
+
+
 def listener(
     relay: Union[str, IStreamClientEndpoint],
     tub: Any,
     *,
     relay_id: Optional[str] = None,
     clock: Optional[IReactorTime] = None,
-    handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
-    retry_initial: float = 1.0,
-    retry_max: float = 60.0,
-    keepalive: Optional[float] = 60.0,
-    max_pending_streams: int = 32,
-    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
-    jitter: float = 0.25,
-    random: Optional[Callable[[], float]] = None,
     reactor: Any = None,
+    **options: Unpack[RelayListenerOptions],
 ) -> RelayListenerEndpoint:
     """
     A server endpoint for C{tub.listenOn(...)} that listens at a relay:
@@ -275,8 +297,10 @@ def listener(
     @param tub: The hidden Tub; its certificate proves its TubID.
     @param reactor: What the hint handlers dial with (the global reactor
         by default); C{clock} defaults to it.
-    @param close_timeout: as for L{RelayListenerEndpoint}, like the other
-        keyword arguments.
+    @param options: C{limits}, C{handshake_timeout}, C{retry_initial},
+        C{retry_max}, C{keepalive}, C{max_pending_streams},
+        C{close_timeout}, C{jitter} and C{random}: as for
+        L{RelayListenerEndpoint} (L{RelayListenerOptions}).
     @raise ValueError: for a malformed relay URL or a hint type C{tub} has
         no handler for.
     """
@@ -289,12 +313,12 @@ def listener(
         )
     endpoint: IStreamClientEndpoint
     if isinstance(relay, str):
-        urlID, hints = url.parse_relay_url(relay)
-        if relay_id is not None and urlID is not None and relay_id != urlID:
+        url_id, hints = url.parse_relay_url(relay)
+        if relay_id is not None and url_id is not None and relay_id != url_id:
             raise ValueError(
-                "relay_id=%r contradicts the relay URL's %r" % (relay_id, urlID)
+                "relay_id=%r contradicts the relay URL's %r" % (relay_id, url_id)
             )
-        relay_id = relay_id or urlID
+        relay_id = relay_id or url_id
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -319,14 +343,7 @@ def listener(
         relay_id=relay_id,
         description=description,
         clock=clock,
-        handshake_timeout=handshake_timeout,
-        retry_initial=retry_initial,
-        retry_max=retry_max,
-        keepalive=keepalive,
-        max_pending_streams=max_pending_streams,
-        close_timeout=close_timeout,
-        jitter=jitter,
-        random=random,
+        **options,
     )
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ._checks import check_fraction, check_seconds
+from .._limits import check_fraction, check_seconds
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,8 @@ class Backoff:
         @raise TypeError: for an argument of the wrong type.
         @raise ValueError: for a value out of range; both name the argument.
         """
-        check_seconds(initial, "retry_initial", what)
-        check_seconds(maximum, "retry_max", what)
+        check_seconds(initial, "retry_initial", what, optional=False)
+        check_seconds(maximum, "retry_max", what, optional=False)
         if not initial <= maximum:  # type: ignore[operator]
             raise ValueError(
                 "%s: need retry_initial <= retry_max, got %r and %r" % (what, initial, maximum)
@@ -85,7 +85,7 @@ class Backoff:
         return cls(initial, maximum, float(jitter), random)  # type: ignore[arg-type]
 
     @property
-    def stableAfter(self) -> float:
+    def stable_after(self) -> float:
         """
         How long a registration must last for its loss to start the
         backoff over: longer than the longest wait, jitter included, so

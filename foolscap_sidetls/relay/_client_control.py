@@ -40,7 +40,7 @@ class _ControlClient(Protocol):
     _tls: Optional[TLSMemoryBIOProtocol] = None
     _lines: Optional["_ControlLines"] = None
     _timer: Optional[IDelayedCall] = None
-    _tlsReason: Optional[Failure] = None
+    _tls_reason: Optional[Failure] = None
 
     def __init__(self, port: "_RelayedPort") -> None:
         self.port = port
@@ -49,22 +49,22 @@ class _ControlClient(Protocol):
 
     def connectionMade(self) -> None:
         self.transport.write(wire.CONTROL_REQUEST)
-        self.setTimer(
-            self.port._endpoint._answerTimeout,
+        self.set_timer(
+            self.port._endpoint._answer_timeout,
             "the relay did not complete the control handshake and answer "
             "REGISTER within %s s",
         )
-        self.port._controlConnected(self)
+        self.port._control_connected(self)
 
-    def setTimer(self, seconds: float, why: str) -> None:
-        self.cancelTimer()
-        self._timer = self.port._clock.callLater(seconds, self._timedOut, why % (seconds,))
+    def set_timer(self, seconds: float, why: str) -> None:
+        self.cancel_timer()
+        self._timer = self.port._clock.callLater(seconds, self._timed_out, why % (seconds,))
 
-    def cancelTimer(self) -> None:
+    def cancel_timer(self) -> None:
         cancel_call(self._timer)
         self._timer = None
 
-    def _timedOut(self, why: str) -> None:
+    def _timed_out(self, why: str) -> None:
         self._timer = None
         self.fail(wire.RelayTimeoutError(why))
 
@@ -73,7 +73,7 @@ class _ControlClient(Protocol):
         if self.failure is None:
             self.failure = error
         self.closing = True
-        self.cancelTimer()
+        self.cancel_timer()
         (self._tls or self.transport).abortConnection()
 
     def close(self) -> None:
@@ -84,7 +84,7 @@ class _ControlClient(Protocol):
         C{tub.stopService()}) for ever.
         """
         self.closing = True
-        self.cancelTimer()
+        self.cancel_timer()
         lines, tls = self._lines, self._tls
         if lines is not None and tls is not None:
             # The TLS layer closes only once its producer is gone.
@@ -92,7 +92,7 @@ class _ControlClient(Protocol):
             tls.loseConnection()
         else:
             self.transport.loseConnection()
-        self._closer.start(self.port._clock, self.port._endpoint._closeTimeout, self.transport)
+        self._closer.start(self.port._clock, self.port._endpoint._close_timeout, self.transport)
 
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
@@ -120,7 +120,7 @@ class _ControlClient(Protocol):
             )
             return
         tls = tls_layer(
-            self.port._endpoint._tlsOptions,
+            self.port._endpoint._tls_options,
             True,
             quiet_factory(_ControlLines, self),
             self.port._clock,
@@ -130,19 +130,19 @@ class _ControlClient(Protocol):
         hand_over(self, tls, rest)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.cancelTimer()
+        self.cancel_timer()
         self._closer.cancel()
         tls, self._tls = self._tls, None
         if tls is not None:
             # The TLS layer tells the lines protocol first, with its own
             # reason (a failed handshake says so there).
             tls.connectionLost(reason)
-            if self._tlsReason is not None:
-                reason = self._tlsReason
+            if self._tls_reason is not None:
+                reason = self._tls_reason
         lines, self._lines = self._lines, None
         if lines is not None:
-            lines.stopKeepalive()
-        self.port._controlLost(self, self.failure if self.failure is not None else reason)
+            lines.stop_keepalive()
+        self.port._control_lost(self, self.failure if self.failure is not None else reason)
 
     # -- from the lines protocol ------------------------------------------------
 
@@ -157,8 +157,8 @@ class _ControlLines(wire.ControlLines):
     The hidden Tub's end of the control channel, inside the TLS session.
     """
 
-    _pingTimer: Optional[IDelayedCall] = None
-    _pingSerial = 0
+    _ping_timer: Optional[IDelayedCall] = None
+    _ping_serial = 0
     _awaiting: Optional[int] = None
 
     def __init__(self, client: _ControlClient) -> None:
@@ -173,7 +173,7 @@ class _ControlLines(wire.ControlLines):
         if self.client.closing:
             return
         certificate = self.transport.getPeerCertificate()
-        expected = self.port._endpoint._relayID
+        expected = self.port._endpoint._relay_id
         if expected is not None:
             actual = wire.certificate_id(certificate) if certificate is not None else None
             if actual != expected:
@@ -208,7 +208,7 @@ class _ControlLines(wire.ControlLines):
                 and wire.is_number(fields[2])
                 and self.port.state == REGISTERED
             ):
-                self.port._connectRequested(self.client, fields[0], fields[1], int(fields[2]))
+                self.port._connect_requested(self.client, fields[0], fields[1], int(fields[2]))
                 return
         elif command == "PONG":
             if self._awaiting is not None and rest == str(self._awaiting):
@@ -216,9 +216,9 @@ class _ControlLines(wire.ControlLines):
                 return
         elif command == "OK":
             if rest == "REGISTER " + self.port._endpoint._tubid:
-                self.client.cancelTimer()
+                self.client.cancel_timer()
                 self.port._registered(self.client)
-                self._schedulePing()
+                self._schedule_ping()
                 return
         elif command == "ERROR":
             self.client.fail(wire.RelayRefusedError("the relay said: %s" % (rest[:300],)))
@@ -227,13 +227,13 @@ class _ControlLines(wire.ControlLines):
             wire.RelayError("the relay sent an unexpected control line %r" % (text[:100],))
         )
 
-    def _schedulePing(self) -> None:
+    def _schedule_ping(self) -> None:
         interval = self.port._endpoint._keepalive
         if interval:
-            self._pingTimer = self.port._clock.callLater(interval, self._ping)
+            self._ping_timer = self.port._clock.callLater(interval, self._ping)
 
     def _ping(self) -> None:
-        self._pingTimer = None
+        self._ping_timer = None
         if self._awaiting is not None:
             self.client.fail(
                 wire.RelayTimeoutError(
@@ -242,15 +242,15 @@ class _ControlLines(wire.ControlLines):
                 )
             )
             return
-        self._pingSerial += 1
-        self._awaiting = self._pingSerial
-        self.sendLine(b"PING %d" % (self._pingSerial,))
-        self._schedulePing()
+        self._ping_serial += 1
+        self._awaiting = self._ping_serial
+        self.sendLine(b"PING %d" % (self._ping_serial,))
+        self._schedule_ping()
 
-    def stopKeepalive(self) -> None:
-        cancel_call(self._pingTimer)
-        self._pingTimer = None
+    def stop_keepalive(self) -> None:
+        cancel_call(self._ping_timer)
+        self._ping_timer = None
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.stopKeepalive()
-        self.client._tlsReason = reason
+        self.stop_keepalive()
+        self.client._tls_reason = reason

@@ -46,7 +46,7 @@ class _HintsEndpoint:
 
         result: Deferred[IProtocol] = Deferred(cancel)
 
-        def tryNext() -> None:
+        def try_next() -> None:
             if result.called:
                 return
             if not remaining:
@@ -72,11 +72,11 @@ class _HintsEndpoint:
             def failed(reason: Failure) -> None:
                 current[0] = None
                 errors.append("%s: %s" % (hint, reason.getErrorMessage()))
-                tryNext()
+                try_next()
 
             d.addCallbacks(connected, failed)
 
-        tryNext()
+        try_next()
         return result
 
 
@@ -104,8 +104,8 @@ def _hints_endpoint(hints: list[str], tub: Any, reactor: Any) -> _HintsEndpoint:
     for hint in hints:
         if url.is_tcp_hint(hint):
             hint = url.tcp_hint(hint)  # a bad one fails now, not at each retry
-        hintType = hint.split(":", 1)[0]
-        handler = handlers.get(hintType)
+        hint_type = hint.split(":", 1)[0]
+        handler = handlers.get(hint_type)
         # Its role wrapper does not apply (see _unwrap_dialer).
         while isinstance(handler, SideTLSHandler):
             handler = handler.inner
@@ -116,7 +116,7 @@ def _hints_endpoint(hints: list[str], tub: Any, reactor: Any) -> _HintsEndpoint:
                 "add one with tub.addConnectionHintHandler(%r, ...), give the relay "
                 "a hint of a type the Tub has a handler for (it has: %s), or pass "
                 "an IStreamClientEndpoint for the relay"
-                % (hintType, tub, hint, hintType, ", ".join(sorted(handlers)) or "none")
+                % (hint_type, tub, hint, hint_type, ", ".join(sorted(handlers)) or "none")
             )
         resolved.append((hint, handler))
     return _HintsEndpoint(resolved, reactor)

@@ -53,7 +53,7 @@ class _RelayedPort:
     #: The message of the operator-fixable failure last logged loudly.
     _reported: Optional[str] = None
     #: When the current registration was made.
-    _registeredAt = 0.0
+    _registered_at = 0.0
     #: The last attempt registered and lost it within the stable time.
     _flapping = False
 
@@ -68,8 +68,8 @@ class _RelayedPort:
         self._logged: set[tuple[str, str, float]] = set()
         self._dialing: set["Deferred[Any]"] = set()
         self._streams: set[_StreamClient] = set()
-        self._registeredWaiters = Waiters()
-        self._stopWaiters = Waiters()
+        self._registered_waiters = Waiters()
+        self._stop_waiters = Waiters()
 
     def __repr__(self) -> str:
         return "<relayed listening port for %s via %s: %s>" % (
@@ -101,9 +101,9 @@ class _RelayedPort:
                 stream.close()
             if self._control is not None:
                 self._control.close()
-            self._registeredWaiters.fire(wire.RelayError("stopped listening before registering"))
-        done = self._stopWaiters.wait()
-        self._maybeStopped()
+            self._registered_waiters.fire(wire.RelayError("stopped listening before registering"))
+        done = self._stop_waiters.wait()
+        self._maybe_stopped()
         return done
 
     def getHost(self) -> RelayAddress:
@@ -115,7 +115,7 @@ class _RelayedPort:
         """Fires when this port is registered (at once if it is now)."""
         if self.state == REGISTERED:
             return defer.succeed(None)
-        return self._registeredWaiters.wait()
+        return self._registered_waiters.wait()
 
     # -- registering -------------------------------------------------------------
 
@@ -132,13 +132,13 @@ class _RelayedPort:
 
         def dialed(result: Any) -> Any:
             self._dialing.discard(d)
-            self._maybeStopped()
+            self._maybe_stopped()
             return result
 
         d.addBoth(dialed)
-        d.addErrback(self._dialFailed)
+        d.addErrback(self._dial_failed)
 
-    def _dialFailed(self, reason: Failure) -> None:
+    def _dial_failed(self, reason: Failure) -> None:
         if not self._listening:
             return
         self._flapping = False
@@ -173,7 +173,7 @@ class _RelayedPort:
                 )
         else:
             self._reported = None
-        if self._firstTime("failed", why, base):
+        if self._first_time("failed", why, base):
             _log.info(
                 "relay {relay}: {why}; retrying in {delay} s{more}",
                 relay=endpoint._description,
@@ -188,7 +188,7 @@ class _RelayedPort:
         self.state = WAITING
         self._retry = self._clock.callLater(delay, self._connect)
 
-    def _firstTime(self, kind: str, text: str, base: float) -> bool:
+    def _first_time(self, kind: str, text: str, base: float) -> bool:
         """
         Is this line new in the current run of failures?  Each backoff
         step logs once; at the longest wait a failure that repeats is not
@@ -200,7 +200,7 @@ class _RelayedPort:
         self._logged.add(key)
         return True
 
-    def _controlConnected(self, client: _ControlClient) -> None:
+    def _control_connected(self, client: _ControlClient) -> None:
         if not self._listening:
             client.close()
             return
@@ -211,7 +211,7 @@ class _RelayedPort:
             return
         self.state = REGISTERED
         self.registrations += 1
-        self._registeredAt = self._clock.seconds()
+        self._registered_at = self._clock.seconds()
         if not self._flapping:
             # A registration after anything else -- a first one, or the
             # relay back after failures -- starts the backoff over.  After
@@ -220,25 +220,25 @@ class _RelayedPort:
             self.failures = 0
             self._logged.clear()
             self._reported = None
-        if self._firstTime("registered", "", self._endpoint._backoff.base(self.failures)):
+        if self._first_time("registered", "", self._endpoint._backoff.base(self.failures)):
             _log.info(
                 "relay {relay}: registered {tubid}",
                 relay=self._endpoint._description,
                 tubid=self._endpoint._tubid,
             )
-        self._registeredWaiters.fire()
+        self._registered_waiters.fire()
 
-    def _controlLost(self, client: _ControlClient, reason: Failure | Exception) -> None:
+    def _control_lost(self, client: _ControlClient, reason: Failure | Exception) -> None:
         if self._control is client:
             self._control = None
         if not isinstance(reason, Failure):
             reason = Failure(reason)
-        wasRegistered = self.state == REGISTERED
+        was_registered = self.state == REGISTERED
         if self._listening:
-            if wasRegistered:
+            if was_registered:
                 self.state = CONNECTING
-                lasted = self._clock.seconds() - self._registeredAt
-                self._flapping = lasted < self._endpoint._backoff.stableAfter
+                lasted = self._clock.seconds() - self._registered_at
+                self._flapping = lasted < self._endpoint._backoff.stable_after
                 if not self._flapping:
                     # It held: this loss is the first failure of a new run.
                     self.failures = 0
@@ -247,14 +247,14 @@ class _RelayedPort:
             else:
                 self._flapping = False
             self._failed(reason)
-        self._maybeStopped()
+        self._maybe_stopped()
 
     # -- streams ---------------------------------------------------------------------
 
-    def _connectRequested(
+    def _connect_requested(
         self, client: _ControlClient, token: str, host: str, port: int
     ) -> None:
-        limit = self._endpoint._maxPendingStreams
+        limit = self._endpoint._max_pending_streams
         if len(self._streams) + len(self._dialing) >= limit:
             client.sendLine(
                 b"REFUSED %s %d streams are already being opened, this hidden Tub's limit"
@@ -267,7 +267,7 @@ class _RelayedPort:
 
         def dialed(result: Any) -> Any:
             self._dialing.discard(d)
-            self._maybeStopped()
+            self._maybe_stopped()
             return result
 
         def failed(reason: Failure) -> None:
@@ -285,27 +285,27 @@ class _RelayedPort:
         d.addBoth(dialed)
         d.addErrback(failed)
 
-    def _streamConnected(self, stream: _StreamClient) -> None:
+    def _stream_connected(self, stream: _StreamClient) -> None:
         self._streams.add(stream)
         if not self._listening:
             stream.close()
 
-    def _streamSpliced(self, stream: _StreamClient) -> Optional[IProtocol]:
+    def _stream_spliced(self, stream: _StreamClient) -> Optional[IProtocol]:
         self._streams.discard(stream)
         if not self._listening:
             return None
         app = self._factory.buildProtocol(stream.address)
-        self._maybeStopped()
+        self._maybe_stopped()
         return app
 
-    def _streamGone(self, stream: _StreamClient) -> None:
+    def _stream_gone(self, stream: _StreamClient) -> None:
         self._streams.discard(stream)
-        self._maybeStopped()
+        self._maybe_stopped()
 
-    def _maybeStopped(self) -> None:
+    def _maybe_stopped(self) -> None:
         if self._listening or self._control is not None or self._dialing or self._streams:
             return
-        self._stopWaiters.fire()
+        self._stop_waiters.fire()
 
 
 _CONFIGURATION = "fix the relay's configuration or this Tub's relay URL"

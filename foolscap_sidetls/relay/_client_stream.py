@@ -47,27 +47,27 @@ class _StreamClient(Protocol):
         """Close, and abort if the relay has not let the close finish in time."""
         self._closing = True
         self.transport.loseConnection()
-        self._closer.start(self.port._clock, self.port._endpoint._closeTimeout, self.transport)
+        self._closer.start(self.port._clock, self.port._endpoint._close_timeout, self.transport)
 
     def _abort(self) -> None:
         self._closing = True
         self.transport.abortConnection()
 
     def connectionMade(self) -> None:
-        self.port._streamConnected(self)
+        self.port._stream_connected(self)
         self.transport.write(
             b"GET " + (wire.STREAM_PREFIX + self.token).encode("ascii") + b" HTTP/1.1\r\n\r\n"
         )
         self._timer = self.port._clock.callLater(
-            self.port._endpoint._answerTimeout, self._timedOut
+            self.port._endpoint._answer_timeout, self._timed_out
         )
 
-    def _timedOut(self) -> None:
+    def _timed_out(self) -> None:
         self._timer = None
         _log.warn(
             "relay stream {token}: the relay did not answer within {seconds} s",
             token=self.token,
-            seconds=self.port._endpoint._answerTimeout,
+            seconds=self.port._endpoint._answer_timeout,
         )
         self._abort()
 
@@ -90,7 +90,7 @@ class _StreamClient(Protocol):
             _log.warn("relay stream {token} refused: {line}", token=self.token, line=line)
             self.close()
             return
-        app = self.port._streamSpliced(self)
+        app = self.port._stream_spliced(self)
         if app is None:
             self.close()
             return
@@ -106,4 +106,4 @@ class _StreamClient(Protocol):
         if app is not None:
             app.connectionLost(reason)
         else:
-            self.port._streamGone(self)
+            self.port._stream_gone(self)

@@ -37,8 +37,8 @@ def tls_layer(
     caller's role and not by who opened the socket: the relay is the TLS
     server of a control channel, the hidden Tub its client.
     """
-    tlsFactory = TLSMemoryBIOFactory(options, is_client, factory, clock=clock)
-    return cast(TLSMemoryBIOProtocol, tlsFactory.buildProtocol(addr))
+    tls_factory = TLSMemoryBIOFactory(options, is_client, factory, clock=clock)
+    return cast(TLSMemoryBIOProtocol, tls_factory.buildProtocol(addr))
 
 
 def cancel_call(call: Optional[IDelayedCall]) -> None:

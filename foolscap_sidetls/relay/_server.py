@@ -58,6 +58,17 @@ from ._server_sources import _decrement, _host_and_port, _increment
 _log = Logger(namespace="foolscap_sidetls.relay.server")
 
 
+#: Why a dialer or a stream names what the relay does not know (404).
+_NO_SUCH_TUB = (
+    "no Tub with TubID %s is registered at this relay (relay ID %s); the hidden Tub is "
+    "offline, has not re-registered yet, or uses another relay"
+)
+_NO_SUCH_STREAM = (
+    "no dialer is waiting for stream token %s: it was already used, timed out after %s s, "
+    "its dialer hung up, or it was never issued"
+)
+
+
 class _Pending:
     """A dialer waiting for its hidden Tub to open the stream for C{token}."""
 
@@ -157,22 +168,22 @@ class RelayServer:
         self.limits = limits
         self._allow = allow
         self._clock = clock
-        self._tlsOptions = wire.tls_options(certificate)
+        self._tls_options = wire.tls_options(certificate)
         #: Every connection not yet lost, counted or not (refused ones close
         #: after their error is delivered).
         self._open: set[_RelayConnection] = set()
         self._connections: set[_RelayConnection] = set()
         #: Counted connections still in their header stage, oldest first.
-        self._inHeader: dict[_RelayConnection, None] = {}
-        self._perSource: dict[str, int] = {}
+        self._in_header: dict[_RelayConnection, None] = {}
+        self._per_source: dict[str, int] = {}
         self._registrations: dict[str, _Registration] = {}
-        self._registrationsPerSource: dict[str, int] = {}
+        self._registrations_per_source: dict[str, int] = {}
         self._pending: dict[str, _Pending] = {}
         self._streams: dict[str, int] = {}
         #: Spliced connections by (TubID, dialer source).
-        self._streamsBySource: dict[tuple[str, str], int] = {}
+        self._streams_by_source: dict[tuple[str, str], int] = {}
         self._ports: list[IListeningPort] = []
-        self._emptyWaiters = Waiters()
+        self._empty_waiters = Waiters()
         self.relayed = 0
 
     def __repr__(self) -> str:
@@ -238,7 +249,7 @@ class RelayServer:
         if source is None:
             return self._streams.get(tubid, 0) + len(pending)
         waiting = sum(1 for p in pending if p.dialer.source == source)
-        return self._streamsBySource.get((tubid, source), 0) + waiting
+        return self._streams_by_source.get((tubid, source), 0) + waiting
 
     def stop(self) -> "Deferred[None]":
         """
@@ -250,35 +261,33 @@ class RelayServer:
         ports, self._ports = self._ports, []
         waits: list["Deferred[Any]"] = [defer.maybeDeferred(p.stopListening) for p in ports]
         if self._open:
-            waits.append(self._emptyWaiters.wait())
+            waits.append(self._empty_waiters.wait())
             for connection in list(self._open):
                 connection.abort()
         return defer.gatherResults(waits).addCallback(lambda _: None)
 
     # -- from connections ------------------------------------------------------
 
-    def _connectionMade(self, connection: _RelayConnection) -> None:
+    def _connection_made(self, connection: _RelayConnection) -> None:
         self._open.add(connection)
         limits = self.limits
         source = connection.source
-        if self._perSource.get(source, 0) >= limits.max_connections_per_source:
+        if self._per_source.get(source, 0) >= limits.max_connections_per_source:
             connection.refuse(
                 503,
-                "Service Unavailable",
                 "the relay is holding %d connections from %s, its limit per source "
                 "address; try later" % (limits.max_connections_per_source, source),
             )
             return
         if len(self._connections) >= limits.max_connections:
-            if not self._inHeader:
+            if not self._in_header:
                 connection.refuse(
                     503,
-                    "Service Unavailable",
                     "the relay is holding %d connections, its limit; try later"
                     % (limits.max_connections,),
                 )
                 return
-            oldest = next(iter(self._inHeader))
+            oldest = next(iter(self._in_header))
             _log.info(
                 "relay: dropping {victim}, which has not sent its header block, to "
                 "admit a new connection ({limit} connections, the limit)",
@@ -289,11 +298,11 @@ class RelayServer:
             oldest.evict()
         connection._counted = True
         self._connections.add(connection)
-        self._countSource(connection)
-        self._inHeader[connection] = None
+        self._count_source(connection)
+        self._in_header[connection] = None
 
-    def _headerDone(self, connection: _RelayConnection) -> None:
-        self._inHeader.pop(connection, None)
+    def _header_done(self, connection: _RelayConnection) -> None:
+        self._in_header.pop(connection, None)
 
     def _forget(self, connection: _RelayConnection) -> None:
         """Stop counting C{connection} against the limits."""
@@ -301,86 +310,43 @@ class RelayServer:
             return
         connection._counted = False
         self._connections.discard(connection)
-        self._inHeader.pop(connection, None)
-        self._uncountSource(connection)
+        self._in_header.pop(connection, None)
+        self._uncount_source(connection)
 
-    def _countSource(self, connection: _RelayConnection) -> None:
-        connection._sourceCounted = True
-        _increment(self._perSource, connection.source)
+    def _count_source(self, connection: _RelayConnection) -> None:
+        connection._source_counted = True
+        _increment(self._per_source, connection.source)
 
-    def _uncountSource(self, connection: _RelayConnection) -> None:
-        if connection._sourceCounted:
-            connection._sourceCounted = False
-            _decrement(self._perSource, connection.source)
+    def _uncount_source(self, connection: _RelayConnection) -> None:
+        if connection._source_counted:
+            connection._source_counted = False
+            _decrement(self._per_source, connection.source)
 
-    def _connectionLost(self, connection: _RelayConnection) -> None:
+    def _connection_lost(self, connection: _RelayConnection) -> None:
         pending, connection.pending = connection.pending, None
         if pending is not None:
-            self._dropPending(pending)
+            self._drop_pending(pending)
         if connection.kind == "dialer" and connection.tubid is not None:
             _decrement(self._streams, connection.tubid)
-            _decrement(self._streamsBySource, (connection.tubid, connection.source))
+            _decrement(self._streams_by_source, (connection.tubid, connection.source))
             connection.tubid = None
         self._forget(connection)
         self._open.discard(connection)
         if not self._open:
-            self._emptyWaiters.fire()
+            self._empty_waiters.fire()
 
-    def _dialerArrived(self, dialer: _RelayConnection, tubid: str) -> None:
+    def _dialer_arrived(self, dialer: _RelayConnection, tubid: str) -> None:
         registration = self._registrations.get(tubid)
         if registration is None:
-            dialer.refuse(
-                404,
-                "Not Found",
-                "no Tub with TubID %s is registered at this relay (relay ID %s); "
-                "the hidden Tub is offline, has not re-registered yet, or uses "
-                "another relay" % (tubid, self.relay_id),
-            )
+            dialer.refuse(404, _NO_SUCH_TUB % (tubid, self.relay_id))
+            return
+        why = self._over_limit(registration, dialer.source)
+        if why is not None:
+            dialer.refuse(503, why)
             return
         limits = self.limits
-        source = dialer.source
-        # The dialer's own address first: past its share it is the one to
-        # be told, and it must not use up what other addresses may have.
-        waiting = sum(1 for p in registration.pending.values() if p.dialer.source == source)
-        if waiting >= cast(int, limits.max_pending_per_dialer_source):
-            dialer.refuse(
-                503,
-                "Service Unavailable",
-                "%d connections from %s to TubID %s are already waiting for the "
-                "hidden Tub to answer, the relay's limit per source address; try later"
-                % (waiting, source, tubid),
-            )
-            return
-        held = waiting + self._streamsBySource.get((tubid, source), 0)
-        if held >= cast(int, limits.max_streams_per_dialer_source):
-            dialer.refuse(
-                503,
-                "Service Unavailable",
-                "%s already has %d relayed connections to TubID %s, the relay's "
-                "limit per source address and hidden Tub; try later"
-                % (source, held, tubid),
-            )
-            return
-        if len(registration.pending) >= limits.max_pending_per_registration:
-            dialer.refuse(
-                503,
-                "Service Unavailable",
-                "%d connections to TubID %s are already waiting for the hidden "
-                "Tub to answer, the relay's limit; try later"
-                % (limits.max_pending_per_registration, tubid),
-            )
-            return
-        if self.streams(tubid) >= limits.max_streams_per_registration:
-            dialer.refuse(
-                503,
-                "Service Unavailable",
-                "TubID %s already has %d relayed connections, the relay's limit "
-                "per hidden Tub; try later"
-                % (tubid, limits.max_streams_per_registration),
-            )
-            return
         token = wire.new_token()
-        timer = self._clock.callLater(limits.stream_timeout, self._streamTimedOut, token)
+        timer = self._clock.callLater(limits.stream_timeout, self._stream_timed_out, token)
         pending = _Pending(token, registration, dialer, timer)
         registration.pending[token] = pending
         self._pending[token] = pending
@@ -391,60 +357,87 @@ class RelayServer:
             ("CONNECT %s %s %d" % (token, host, port)).encode("ascii", "replace")
         )
 
-    def _streamArrived(self, stream: _RelayConnection, token: str) -> None:
+    def _over_limit(self, registration: _Registration, source: str) -> Optional[str]:
+        """
+        Which of the relay's limits a new dialer of C{registration}'s Tub
+        from C{source} would pass, in words (it is answered 503); L{None}
+        if none.  The dialer's own address first: past its share it is the
+        one to be told, and it must not use up what other addresses may
+        have.
+        """
+        limits = self.limits
+        tubid = registration.tubid
+        waiting = sum(1 for p in registration.pending.values() if p.dialer.source == source)
+        if waiting >= cast(int, limits.max_pending_per_dialer_source):
+            return (
+                "%d connections from %s to TubID %s are already waiting for the hidden Tub to "
+                "answer, the relay's limit per source address; try later" % (waiting, source, tubid)
+            )
+        held = waiting + self._streams_by_source.get((tubid, source), 0)
+        if held >= cast(int, limits.max_streams_per_dialer_source):
+            return (
+                "%s already has %d relayed connections to TubID %s, the relay's limit per source "
+                "address and hidden Tub; try later" % (source, held, tubid)
+            )
+        if len(registration.pending) >= limits.max_pending_per_registration:
+            return (
+                "%d connections to TubID %s are already waiting for the hidden Tub to answer, "
+                "the relay's limit; try later" % (limits.max_pending_per_registration, tubid)
+            )
+        if self.streams(tubid) >= limits.max_streams_per_registration:
+            return (
+                "TubID %s already has %d relayed connections, the relay's limit per hidden Tub; "
+                "try later" % (tubid, limits.max_streams_per_registration)
+            )
+        return None
+
+    def _stream_arrived(self, stream: _RelayConnection, token: str) -> None:
         pending = self._pending.get(token)
         if pending is None:
-            stream.refuse(
-                404,
-                "Not Found",
-                "no dialer is waiting for stream token %s: it was already used, "
-                "timed out after %s s, its dialer hung up, or it was never issued"
-                % (token, self.limits.stream_timeout),
-            )
+            stream.refuse(404, _NO_SUCH_STREAM % (token, self.limits.stream_timeout))
             return
-        self._dropPending(pending)
+        self._drop_pending(pending)
         dialer = pending.dialer
         dialer.pending = None
         tubid = pending.registration.tubid
         dialer.tubid = tubid
         _increment(self._streams, tubid)
-        _increment(self._streamsBySource, (tubid, dialer.source))
+        _increment(self._streams_by_source, (tubid, dialer.source))
         # The stream serves a dialer that is counted against its own source
         # (and against this registration's limits): counting the stream
         # against the hidden Tub's address too would let dialers from
         # anywhere use up that address's allowance and cut the Tub off.
-        self._uncountSource(stream)
+        self._uncount_source(stream)
         self.relayed += 1
         self._splice(dialer, stream)
 
     def _splice(self, dialer: _RelayConnection, stream: _RelayConnection) -> None:
         dialer.state = stream.state = _SPLICED
         dialer.peer, stream.peer = stream, dialer
-        stream.transport.write(wire.STREAM_ACCEPTED + dialer.takeBuffer())
-        early = stream.takeBuffer()
+        stream.transport.write(wire.STREAM_ACCEPTED + dialer.take_buffer())
+        early = stream.take_buffer()
         if early:
             dialer.transport.write(early)
         # From here on each read goes straight to the other transport.
         dialer.dataReceived = stream.transport.write  # type: ignore[method-assign]
         stream.dataReceived = dialer.transport.write  # type: ignore[method-assign]
-        if dialer._readPaused:
-            dialer._readPaused = False
+        if dialer._read_paused:
+            dialer._read_paused = False
             dialer.transport.resumeProducing()
         _join_transports(dialer.transport, stream.transport)
 
-    def _dropPending(self, pending: _Pending) -> None:
+    def _drop_pending(self, pending: _Pending) -> None:
         self._pending.pop(pending.token, None)
         pending.registration.pending.pop(pending.token, None)
         cancel_call(pending.timer)
 
-    def _streamTimedOut(self, token: str) -> None:
+    def _stream_timed_out(self, token: str) -> None:
         pending = self._pending.get(token)
         if pending is None:
             return
-        self._refusePending(
+        self._refuse_pending(
             pending,
             504,
-            "Gateway Timeout",
             "the hidden Tub %s did not open this connection's stream within %s s"
             % (pending.registration.tubid, self.limits.stream_timeout),
         )
@@ -453,25 +446,24 @@ class RelayServer:
         pending = registration.pending.get(token)
         if pending is None:
             return  # it timed out or its dialer left meanwhile
-        self._refusePending(
+        self._refuse_pending(
             pending,
             503,
-            "Service Unavailable",
             "the hidden Tub %s could not take this connection: %s"
             % (registration.tubid, reason[:200] or "no reason given"),
         )
 
-    def _refusePending(self, pending: _Pending, status: int, reason: str, text: str) -> None:
+    def _refuse_pending(self, pending: _Pending, status: int, text: str) -> None:
         """Answer a waiting dialer with an error, no longer waiting for its stream."""
-        self._dropPending(pending)
+        self._drop_pending(pending)
         pending.dialer.pending = None
-        pending.dialer.refuse(status, reason, text)
+        pending.dialer.refuse(status, text)
 
     # -- from control channels -------------------------------------------------
 
-    def _controlArrived(self, connection: _RelayConnection) -> None:
+    def _control_arrived(self, connection: _RelayConnection) -> None:
         connection.transport.write(wire.CONTROL_ACCEPTED)
-        connection.startTLSServer(quiet_factory(_ControlChannel, self, connection))
+        connection.start_tls_server(quiet_factory(_ControlChannel, self, connection))
 
     def _register(self, control: _ControlChannel, tubid: str) -> Optional[str]:
         """Register C{tubid} (already proven) on C{control}, or say why not."""
@@ -488,7 +480,7 @@ class RelayServer:
         source = control._connection.source
         limit = self.limits.max_registrations_per_source
         replacing = existing is not None and existing.source == source
-        if not replacing and self._registrationsPerSource.get(source, 0) >= limit:
+        if not replacing and self._registrations_per_source.get(source, 0) >= limit:
             return (
                 "the relay has %d registrations from %s, its limit per source "
                 "address; try later" % (limit, source)
@@ -505,11 +497,11 @@ class RelayServer:
         registration = _Registration(tubid, control, source)
         control.registration = registration
         self._registrations[tubid] = registration
-        self._registrationsPerSource[source] = self._registrationsPerSource.get(source, 0) + 1
+        self._registrations_per_source[source] = self._registrations_per_source.get(source, 0) + 1
         _log.info("relay: {tubid} registered", tubid=tubid)
         return None
 
-    def _controlLost(self, control: _ControlChannel) -> None:
+    def _control_lost(self, control: _ControlChannel) -> None:
         registration = control.registration
         if registration is not None:
             self._unregister(registration)
@@ -518,17 +510,16 @@ class RelayServer:
         registration.control.registration = None
         if self._registrations.get(registration.tubid) is registration:
             del self._registrations[registration.tubid]
-            count = self._registrationsPerSource.get(registration.source, 0) - 1
+            count = self._registrations_per_source.get(registration.source, 0) - 1
             if count > 0:
-                self._registrationsPerSource[registration.source] = count
+                self._registrations_per_source[registration.source] = count
             else:
-                self._registrationsPerSource.pop(registration.source, None)
+                self._registrations_per_source.pop(registration.source, None)
             _log.info("relay: {tubid} unregistered", tubid=registration.tubid)
         for pending in list(registration.pending.values()):
-            self._refusePending(
+            self._refuse_pending(
                 pending,
                 503,
-                "Service Unavailable",
                 "the hidden Tub %s's registration ended before it opened this "
                 "connection's stream" % (registration.tubid,),
             )

@@ -52,11 +52,11 @@ class _RelayConnection(Protocol):
     pending: Optional[_Pending] = None
     _tls: Optional[TLSMemoryBIOProtocol] = None
     _timer: Optional[IDelayedCall] = None
-    _readPaused = False
+    _read_paused = False
     _counted = False
     #: Counted against C{source}'s connections (a stream stops being once
     #: it claims its dialer).
-    _sourceCounted = False
+    _source_counted = False
     #: Bytes read after this end had closed, and so not passed on.
     discarded = 0
 
@@ -72,32 +72,31 @@ class _RelayConnection(Protocol):
         return "<relay connection %s %s from %r>" % (self.kind, self.state, self.addr)
 
     def connectionMade(self) -> None:
-        self._server._connectionMade(self)
+        self._server._connection_made(self)
         if self.state == _HEADER:
             self._timer = self._server._clock.callLater(
-                self._server.limits.header_timeout, self._headerTimedOut
+                self._server.limits.header_timeout, self._header_timed_out
             )
 
     def dataReceived(self, data: bytes) -> None:
         if self.state == _HEADER:
-            self._headerData(data)
+            self._header_data(data)
         elif self.state == _WAITING:
             # A dialer talking before the hidden Tub answered.  Foolscap
             # sends nothing more until it hears "101"; keep what comes, but
             # stop reading once it is more than a header's worth.
             self._buffer += data
-            if len(self._buffer) > wire.MAX_HEADER and not self._readPaused:
-                self._readPaused = True
+            if len(self._buffer) > wire.MAX_HEADER and not self._read_paused:
+                self._read_paused = True
                 self.transport.pauseProducing()
 
-    def _headerData(self, data: bytes) -> None:
+    def _header_data(self, data: bytes) -> None:
         self._buffer += data
         end = self._buffer.find(wire.END_OF_BLOCK)
         if end == -1:
             if len(self._buffer) > wire.MAX_HEADER:
                 self.refuse(
                     400,
-                    "Bad Request",
                     "no end of header block within %d bytes; %s"
                     % (wire.MAX_HEADER, wire.ACCEPTED),
                 )
@@ -106,42 +105,41 @@ class _RelayConnection(Protocol):
         if end > wire.MAX_HEADER:
             self.refuse(
                 400,
-                "Bad Request",
                 "header block of %d bytes is longer than %d; %s"
                 % (end, wire.MAX_HEADER, wire.ACCEPTED),
             )
             return
-        self._cancelTimer()
-        self._server._headerDone(self)
+        self._cancel_timer()
+        self._server._header_done(self)
         try:
             kind, value = wire.parse_request(self._buffer[:end])
         except wire.BadRequest as e:
-            self.refuse(400, "Bad Request", "%s; %s" % (e, wire.ACCEPTED))
+            self.refuse(400, "%s; %s" % (e, wire.ACCEPTED))
             return
         self.kind = kind
         if kind == "dialer":
             # The dialer's request goes to the hidden Tub as it is.
-            self._server._dialerArrived(self, value)
+            self._server._dialer_arrived(self, value)
         else:
             # Its own request is for the relay alone; what follows is not.
             self._buffer = self._buffer[end:]
             if kind == "control":
-                self._server._controlArrived(self)
+                self._server._control_arrived(self)
             else:
-                self._server._streamArrived(self, value)
+                self._server._stream_arrived(self, value)
 
-    def takeBuffer(self) -> bytes:
+    def take_buffer(self) -> bytes:
         data, self._buffer = self._buffer, b""
         return data
 
-    def refuse(self, status: int, reason: str, text: str) -> None:
+    def refuse(self, status: int, text: str) -> None:
         """Answer with an error status line and close."""
         if self.state == _CLOSING:
             return
-        self._cancelTimer()
+        self._cancel_timer()
         self.state = _CLOSING
         self._buffer = b""
-        self.transport.write(wire.http_error(status, reason, text))
+        self.transport.write(wire.http_error(status, text))
         self.close()
 
     def close(self) -> None:
@@ -150,7 +148,7 @@ class _RelayConnection(Protocol):
         has not let that happen within the close timeout: a peer that
         stops reading must not hold the connection for ever.
         """
-        self._stopRelaying()
+        self._stop_relaying()
         # Through the TLS layer when there is one: it flushes, says
         # close_notify, and then waits for the peer's.
         (self._tls or self.transport).loseConnection()
@@ -158,15 +156,15 @@ class _RelayConnection(Protocol):
 
     def abort(self) -> None:
         """Drop the connection now; nothing it still reads goes anywhere."""
-        self._cancelTimer()
-        self._stopRelaying()
+        self._cancel_timer()
+        self._stop_relaying()
         self.transport.abortConnection()
 
     def evict(self) -> None:
         """Drop this connection, still in its header stage, for a newer one."""
         self.abort()
 
-    def _stopRelaying(self) -> None:
+    def _stop_relaying(self) -> None:
         """
         This end is closing: whatever the transport still delivers -- a
         transport may hand over bytes it had already read, and a graceful
@@ -181,27 +179,26 @@ class _RelayConnection(Protocol):
         if pending is not None:
             # A stream arriving for it now is told no dialer is waiting,
             # rather than spliced to a connection that is going away.
-            self._server._dropPending(pending)
+            self._server._drop_pending(pending)
         if self._tls is None:
             self.dataReceived = self._discard  # type: ignore[method-assign]
 
     def _discard(self, data: bytes) -> None:
         self.discarded += len(data)
 
-    def _headerTimedOut(self) -> None:
+    def _header_timed_out(self) -> None:
         self._timer = None
         self.refuse(
             408,
-            "Request Timeout",
             "no complete header block within %s s; %s"
             % (self._server.limits.header_timeout, wire.ACCEPTED),
         )
 
-    def _cancelTimer(self) -> None:
+    def _cancel_timer(self) -> None:
         cancel_call(self._timer)
         self._timer = None
 
-    def startTLSServer(self, factory: Factory) -> None:
+    def start_tls_server(self, factory: Factory) -> None:
         """
         Put a TLS server session, with C{factory}'s protocol on top, on this
         connection from here on; what is left of the buffer is its first
@@ -209,12 +206,12 @@ class _RelayConnection(Protocol):
         the listener, and may itself be reached over a connection it dialed.
         """
         self.state = _CONTROL
-        tls = tls_layer(self._server._tlsOptions, False, factory, self._server._clock, self.addr)
+        tls = tls_layer(self._server._tls_options, False, factory, self._server._clock, self.addr)
         self._tls = tls
-        hand_over(self, tls, self.takeBuffer())
+        hand_over(self, tls, self.take_buffer())
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._cancelTimer()
+        self._cancel_timer()
         self._closer.cancel()
         self.state = _CLOSING
         tls, self._tls = self._tls, None
@@ -227,7 +224,7 @@ class _RelayConnection(Protocol):
             # Its reads were going to this end's dead transport; close()
             # drops them from here on.
             peer.close()
-        self._server._connectionLost(self)
+        self._server._connection_lost(self)
 
 
 def _join_transports(a: Any, b: Any) -> None:

@@ -40,13 +40,13 @@ class _ControlChannel(wire.ControlLines):
 
     def connectionMade(self) -> None:
         wire.ControlLines.connectionMade(self)
-        self._resetTimer(self._server.limits.header_timeout)
+        self._reset_timer(self._server.limits.header_timeout)
 
-    def _resetTimer(self, seconds: float) -> None:
+    def _reset_timer(self, seconds: float) -> None:
         cancel_call(self._timer)
-        self._timer = self._server._clock.callLater(seconds, self._timedOut)
+        self._timer = self._server._clock.callLater(seconds, self._timed_out)
 
-    def _timedOut(self) -> None:
+    def _timed_out(self) -> None:
         self._timer = None
         if self.registration is None:
             self.fail(
@@ -57,7 +57,7 @@ class _ControlChannel(wire.ControlLines):
             # Silent too long: the hidden Tub (or the path to it) is gone.
             # Nothing useful can be said to a peer that does not answer.
             self._closing = True
-            self._server._controlLost(self)
+            self._server._control_lost(self)
             self.transport.abortConnection()
 
     def sendLine(self, line: bytes) -> None:
@@ -74,7 +74,7 @@ class _ControlChannel(wire.ControlLines):
         # dialer arriving while the close finishes is told at once that
         # the Tub is not registered, rather than waiting for a CONNECT
         # that this closing channel would never send.
-        self._server._controlLost(self)
+        self._server._control_lost(self)
         # The TLS layer closes only once its producer is gone, and then
         # waits for the hidden Tub's close_notify: bounded by the
         # connection's close timeout.
@@ -88,7 +88,7 @@ class _ControlChannel(wire.ControlLines):
         if self._closing:
             return
         if self.registration is not None:
-            self._resetTimer(self._server.limits.control_idle_timeout)
+            self._reset_timer(self._server.limits.control_idle_timeout)
         try:
             text = line.decode("ascii")
         except UnicodeDecodeError:
@@ -125,23 +125,23 @@ class _ControlChannel(wire.ControlLines):
                 "connection's TLS handshake" % (tubid,)
             )
             return
-        certID = wire.certificate_id(certificate)
-        if certID != tubid:
+        cert_id = wire.certificate_id(certificate)
+        if cert_id != tubid:
             self.fail(
                 "cannot register TubID %s: this connection's certificate is "
                 "that of TubID %s, and a Tub may register only the TubID of its "
-                "own certificate" % (tubid, certID)
+                "own certificate" % (tubid, cert_id)
             )
             return
         error = self._server._register(self, tubid)
         if error is not None:
             self.fail(error)
             return
-        self._resetTimer(self._server.limits.control_idle_timeout)
+        self._reset_timer(self._server.limits.control_idle_timeout)
         self.sendLine(b"OK REGISTER " + tubid.encode("ascii"))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closing = True
         cancel_call(self._timer)
         self._timer = None
-        self._server._controlLost(self)
+        self._server._control_lost(self)

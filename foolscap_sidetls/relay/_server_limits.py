@@ -7,8 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .._limits import DEFAULT_CLOSE_TIMEOUT
-from ._checks import check_count, check_seconds
+from .._limits import DEFAULT_CLOSE_TIMEOUT, check_count, check_seconds
 
 #: A dialer source's default share of a hidden Tub's waiting dialers and
 #: relayed connections: an eighth.  Foolscap keeps one connection per pair
@@ -95,10 +94,10 @@ class RelayLimits:
             "max_pending_per_registration",
             "max_streams_per_registration",
         ):
-            check_count(getattr(self, name), name, "RelayLimits")
+            check_count(getattr(self, name), name, "RelayLimits", optional=False, unit=None)
         for name in ("header_timeout", "stream_timeout", "control_idle_timeout"):
-            check_seconds(getattr(self, name), name, "RelayLimits")
-        check_seconds(self.close_timeout, "close_timeout", "RelayLimits", optional=True)
+            check_seconds(getattr(self, name), name, "RelayLimits", optional=False)
+        check_seconds(self.close_timeout, "close_timeout", "RelayLimits")
         self._share("max_pending_per_dialer_source", "max_pending_per_registration")
         self._share("max_streams_per_dialer_source", "max_streams_per_registration")
 
@@ -113,7 +112,7 @@ class RelayLimits:
         if value is None:
             object.__setattr__(self, name, max(1, whole // _SHARE_DIVISOR))
             return
-        check_count(value, name, "RelayLimits")
+        check_count(value, name, "RelayLimits", optional=False, unit=None)
         if value >= whole and whole > 1:
             raise ValueError(
                 "RelayLimits: %s must be less than %s (%d), got %d: otherwise one "

@@ -173,13 +173,26 @@ def tls_options(certificate: Any) -> TLSOptions:
     return TLSOptions(certificate)
 
 
-def http_error(status: int, reason: str, text: str) -> bytes:
+#: The reason phrase of each status the relay answers with: one home for
+#: them (Twisted's C{twisted.web.http.RESPONSES} spells 408 and 504
+#: "Time-out", which is not what the relay has always said).
+REASONS = {
+    400: "Bad Request",
+    404: "Not Found",
+    408: "Request Timeout",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+def http_error(status: int, text: str) -> bytes:
     """
-    An error status line in the form Foolscap's C{Negotiation} quotes back
-    to its user ("not right, got '...'").
+    An error status line (the reason phrase from L{REASONS}) in the form
+    Foolscap's C{Negotiation} quotes back to its user ("not right, got
+    '...'").
     """
     text = " ".join(text.split())
-    return ("HTTP/1.1 %d %s: %s\r\n\r\n" % (status, reason, text)).encode(
+    return ("HTTP/1.1 %d %s: %s\r\n\r\n" % (status, REASONS[status], text)).encode(
         "ascii", "replace"
     )
 

@@ -7,16 +7,19 @@ tor.
 from __future__ import annotations
 
 import os
-from typing import Any, Awaitable, Callable, Optional, TypedDict
+from typing import Any, Awaitable, Callable, Optional
+
+from typing_extensions import Unpack
 
 from foolscap.ipb import IConnectionHintHandler, InvalidHintError
 from zope.interface import implementer
+from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 
-from .._endpoints import _checkLimits, dialer
-from .._protocol import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT
+from .._endpoints import _dialer
+from .._limits import DialerLimitKeywords, Limits, resolve_dialer
 from ._bootstrap import BOOTSTRAP_TIMEOUT
 from ._common import _check_bootstrap_timeout, _kind, _require_endpoint, _where
 from ._control import _open_control, _Session, _SharedTor
@@ -26,7 +29,7 @@ from ._launch import _check_extra_config, _find_tor, _Launcher
 
 
 @implementer(IConnectionHintHandler)
-class TorHandler:
+class TorHandler(service.Service):
     """
     A Foolscap connection-hint handler for C{tor:} (and C{tcp:}) hints whose
     connections go through tor and are TLS clients (sidetls dialers).
@@ -36,8 +39,14 @@ class TorHandler:
     the C{tor} argument of L{listen}, sharing their one control connection
     (and launched tor).
 
-    C{handshake_timeout}, C{negotiation_timeout} and C{close_timeout} are
+    Its L{Limits} (C{limits=}, or the separate keywords, not both) are
     those of L{foolscap_sidetls.dialer}, for every connection it dials.
+
+    It is a Twisted service, as L{foolscap_sidetls.i2p.I2PHandler} is:
+    C{h.setServiceParent(tub)} stops it (its control connection, its
+    launched tor) when the Tub stops; or call L{stop}.
+
+    @ivar limits: Those of every dialer it makes (read-only).
     """
 
     #: Its endpoints are dialers already: foolscap_sidetls.handler() and
@@ -51,18 +60,20 @@ class TorHandler:
         shared: Optional[_SharedTor] = None,
         launcher: Optional[_Launcher] = None,
         clock: Optional[IReactorTime] = None,
-        handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
-        negotiation_timeout: Optional[float] = None,
-        close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+        limits: Optional[Limits] = None,
+        **separate: Unpack[DialerLimitKeywords],
     ) -> None:
         self._description = description
         self._socks = socks
         self._shared = shared
+        self._stopped: Optional[Deferred] = None
         self._launcher = launcher
         self._clock = clock
-        self._handshake_timeout = handshake_timeout
-        self._negotiation_timeout = negotiation_timeout
-        self._close_timeout = close_timeout
+        self._limits = resolve_dialer("foolscap_sidetls.tor.TorHandler()", limits, **separate)
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
 
     def __repr__(self) -> str:
         return "<foolscap_sidetls.tor handler: %s>" % (self._detail(),)
@@ -100,18 +111,7 @@ class TorHandler:
         except InvalidHintError:
             return defer.fail()
         ep = _TorClient(self, host, port, reactor, update_status)
-        return defer.succeed(
-            (
-                dialer(
-                    ep,
-                    clock=self._clock,
-                    handshake_timeout=self._handshake_timeout,
-                    negotiation_timeout=self._negotiation_timeout,
-                    close_timeout=self._close_timeout,
-                ),
-                host,
-            )
-        )
+        return defer.succeed((_dialer(ep, self._clock, self._limits), host))
 
     async def _socks_endpoint(
         self, reactor: Any, update_status: Callable[[str], None]
@@ -131,89 +131,78 @@ class TorHandler:
     def stop(self) -> Deferred:
         """
         Close this handler's control connection and stop the tor it
-        launched (if any); fires when done.  The handler cannot be used
-        afterwards.  Stop the Tubs using it first: their onion services
-        live on this tor.
+        launched (if any); fires when done, however often it is called
+        (the Tub's stopService and the application may both call it).  The
+        handler cannot be used afterwards.  Stop the Tubs using it first:
+        their onion services live on this tor.
         """
-        from twisted.internet import reactor
+        if self._stopped is None:
+            from twisted.internet import reactor
 
-        steps = []
-        if self._shared is not None:
-            steps.append(self._shared.stop(reactor))
-        if self._launcher is not None:
-            steps.append(self._launcher.stop())
-        return defer.gatherResults(steps, consumeErrors=True).addCallback(lambda _: None)
+            steps = []
+            if self._shared is not None:
+                steps.append(self._shared.stop(reactor))
+            if self._launcher is not None:
+                steps.append(self._launcher.stop())
+            self._stopped = defer.gatherResults(steps, consumeErrors=True).addCallback(lambda _: None)
+        # Each caller gets its own Deferred, so no caller's callbacks can
+        # change what the next one sees; a failure goes to the first caller
+        # only, later ones see that the stop is over.  Not Foolscap's
+        # OneShotObserverList: it fires through the global reactor (eventual
+        # send), so a stop on an in-memory reactor would never be seen to end.
+        mine: Deferred = Deferred()
+        self._stopped.addBoth(mine.callback)
+        return mine
 
-
-class _Limits(TypedDict):
-    """L{TorHandler}'s keyword arguments for the dialer limits."""
-
-    handshake_timeout: Optional[float]
-    negotiation_timeout: Optional[float]
-    close_timeout: Optional[float]
-
-
-def _limits(
-    function: str,
-    handshake_timeout: Optional[float],
-    negotiation_timeout: Optional[float],
-    close_timeout: Optional[float],
-) -> "_Limits":
-    """
-    The dialer limits every handler-making function takes, checked (the
-    error naming C{function}), as L{TorHandler}'s keyword arguments.
-    """
-    _checkLimits(
-        "foolscap_sidetls.tor.%s()" % (function,), handshake_timeout, negotiation_timeout, close_timeout
-    )
-    return _Limits(
-        handshake_timeout=handshake_timeout,
-        negotiation_timeout=negotiation_timeout,
-        close_timeout=close_timeout,
-    )
+    def stopService(self) -> Deferred:
+        service.Service.stopService(self)
+        return self.stop()
 
 
 def socks_endpoint(
     tor_socks_endpoint: IStreamClientEndpoint,
     *,
-    handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
-    negotiation_timeout: Optional[float] = None,
-    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+    limits: Optional[Limits] = None,
+    **separate: Unpack[DialerLimitKeywords],
 ) -> TorHandler:
     """
     Dial through the tor SOCKS port at C{tor_socks_endpoint}.  Cannot
     L{listen}: that needs a control port.
+
+    Here and in the other handler makers, the dialers' limits are given as
+    one C{limits=}L{foolscap_sidetls.Limits} (without C{max_negotiating})
+    or as the separate keywords C{handshake_timeout},
+    C{negotiation_timeout} and C{close_timeout} (those of
+    L{foolscap_sidetls.dialer}), not both.
     """
     _require_endpoint(tor_socks_endpoint, "foolscap_sidetls.tor.socks_endpoint()")
-    limits = _limits("socks_endpoint", handshake_timeout, negotiation_timeout, close_timeout)
+    limits = resolve_dialer("foolscap_sidetls.tor.socks_endpoint()", limits, **separate)
     return TorHandler(
         "SOCKS %s" % (_where(tor_socks_endpoint),),
         socks=tor_socks_endpoint,
-        **limits,
+        limits=limits,
     )
 
 
 def default_socks(
     *,
-    handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
-    negotiation_timeout: Optional[float] = None,
-    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
+    limits: Optional[Limits] = None,
+    **separate: Unpack[DialerLimitKeywords],
 ) -> TorHandler:
     """Dial through a tor SOCKS port on 127.0.0.1:9050 (system tor) or :9150 (Tor Browser)."""
-    limits = _limits("default_socks", handshake_timeout, negotiation_timeout, close_timeout)
+    limits = resolve_dialer("foolscap_sidetls.tor.default_socks()", limits, **separate)
     return TorHandler(
         "SOCKS 127.0.0.1:9050 or 127.0.0.1:9150",
-        **limits,
+        limits=limits,
     )
 
 
 def control_endpoint(
     tor_control_endpoint: IStreamClientEndpoint,
     *,
-    handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
-    negotiation_timeout: Optional[float] = None,
-    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
     bootstrap_timeout: Optional[float] = BOOTSTRAP_TIMEOUT,
+    limits: Optional[Limits] = None,
+    **separate: Unpack[DialerLimitKeywords],
 ) -> TorHandler:
     """
     Use the running tor whose control port is C{tor_control_endpoint}: one
@@ -228,7 +217,7 @@ def control_endpoint(
         the clock again.  L{None}: wait as long as it takes.
     """
     _require_endpoint(tor_control_endpoint, "foolscap_sidetls.tor.control_endpoint()")
-    limits = _limits("control_endpoint", handshake_timeout, negotiation_timeout, close_timeout)
+    limits = resolve_dialer("foolscap_sidetls.tor.control_endpoint()", limits, **separate)
     stall = _check_bootstrap_timeout("foolscap_sidetls.tor.control_endpoint()", bootstrap_timeout)
 
     def opener(reactor: Any, report: Callable[[str], None]) -> Awaitable[_Session]:
@@ -238,7 +227,7 @@ def control_endpoint(
     return TorHandler(
         "control port %s" % (_where(tor_control_endpoint),),
         shared=shared,
-        **limits,
+        limits=limits,
     )
 
 
@@ -246,10 +235,9 @@ def control_endpoint_maker(
     tor_control_endpoint_maker: Callable[..., Any],
     takes_status: bool = False,
     *,
-    handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
-    negotiation_timeout: Optional[float] = None,
-    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
     bootstrap_timeout: Optional[float] = BOOTSTRAP_TIMEOUT,
+    limits: Optional[Limits] = None,
+    **separate: Unpack[DialerLimitKeywords],
 ) -> TorHandler:
     """
     Like L{control_endpoint}, with the endpoint made on first use by
@@ -263,7 +251,7 @@ def control_endpoint_maker(
             "returning an IStreamClientEndpoint (or a Deferred firing with one), "
             "got %s" % (_kind(tor_control_endpoint_maker),)
         )
-    limits = _limits("control_endpoint_maker", handshake_timeout, negotiation_timeout, close_timeout)
+    limits = resolve_dialer("foolscap_sidetls.tor.control_endpoint_maker()", limits, **separate)
     stall = _check_bootstrap_timeout("foolscap_sidetls.tor.control_endpoint_maker()", bootstrap_timeout)
     made: list[IStreamClientEndpoint] = []
 
@@ -288,7 +276,7 @@ def control_endpoint_maker(
     return TorHandler(
         "control port from %s()" % (name,),
         shared=shared,
-        **limits,
+        limits=limits,
     )
 
 
@@ -297,10 +285,9 @@ def launch(
     tor_binary: Optional[str] = None,
     extra_config: Optional[dict[str, Any]] = None,
     *,
-    handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
-    negotiation_timeout: Optional[float] = None,
-    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
     bootstrap_timeout: Optional[float] = BOOTSTRAP_TIMEOUT,
+    limits: Optional[Limits] = None,
+    **separate: Unpack[DialerLimitKeywords],
 ) -> TorHandler:
     """
     Start a tor of our own on first use (once per handler), wait for it to
@@ -328,7 +315,7 @@ def launch(
     @raise TorNotFound: no tor executable.
     @raise TypeError, ValueError: unusable arguments.
     """
-    limits = _limits("launch", handshake_timeout, negotiation_timeout, close_timeout)
+    limits = resolve_dialer("foolscap_sidetls.tor.launch()", limits, **separate)
     if data_directory is not None and not isinstance(data_directory, (str, os.PathLike)):
         raise TypeError(
             "launch() expects data_directory to be a path (str) or None, got %s"
@@ -349,5 +336,5 @@ def launch(
         "launched tor",
         shared=shared,
         launcher=launcher,
-        **limits,
+        limits=limits,
     )

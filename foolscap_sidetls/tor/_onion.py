@@ -11,6 +11,8 @@ from base64 import b64decode
 from binascii import Error as BinasciiError
 from typing import Any, Callable, Optional, Union
 
+from typing_extensions import Unpack
+
 import txtorcon
 from zope.interface import implementer
 from twisted.application import service
@@ -25,9 +27,9 @@ from twisted.internet.interfaces import (
 )
 from twisted.python.failure import Failure
 
-from .._endpoints import _checkLimits, listener
+from .._endpoints import listener
 from .._files import write_private
-from .._protocol import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT
+from .._limits import LimitKeywords, Limits, resolve
 from ._common import _kind, _observe, _quietly, _UntilClosed, log
 from ._control import _Session, _SharedTor
 from ._errors import TorError
@@ -247,11 +249,9 @@ def listen(
     *,
     reactor: Any = None,
     timeout: Optional[float] = LISTEN_TIMEOUT,
-    handshake_timeout: Optional[float] = DEFAULT_HANDSHAKE_TIMEOUT,
-    negotiation_timeout: Optional[float] = None,
-    close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
-    max_negotiating: Optional[int] = None,
     update_status: Optional[Callable[[str], None]] = None,
+    limits: Optional[Limits] = None,
+    **separate: Unpack[LimitKeywords],
 ) -> Deferred:
     """
     Make C{tub} reachable as an onion service; fires with its hint,
@@ -276,6 +276,9 @@ def listen(
         so the address stays the same across restarts.  L{None}: a new
         address every time, and tor forgets the key.
     @param timeout: seconds for the whole setup (L{None}: no limit).
+    @param limits: What bounds each incoming connection: a
+        L{foolscap_sidetls.Limits}, or the separate keywords below (its
+        fields), not both.
     @param handshake_timeout: as for L{foolscap_sidetls.listener}, as are
         the next three.
     @param negotiation_timeout: seconds an incoming connection may take to
@@ -317,13 +320,7 @@ def listen(
             "tor's control port, got %s" % (_kind(tor),)
         )
     assert shared is not None
-    _checkLimits(
-        "foolscap_sidetls.tor.listen()",
-        handshake_timeout,
-        negotiation_timeout,
-        close_timeout,
-        max_negotiating,
-    )
+    chosen = resolve("foolscap_sidetls.tor.listen()", limits, **separate)
     _check_port("local_port", local_port, allow_none=True)
     _check_port("external_port", external_port, allow_none=False)
     if timeout is not None and (
@@ -373,15 +370,7 @@ def listen(
         state["session"] = session
         report("waiting for the Tub to listen on 127.0.0.1 (is it running?)")
         local = _LocalPort(TCP4ServerEndpoint(reactor, local_port or 0, interface="127.0.0.1"))
-        state["listener"] = tub.listenOn(
-            listener(
-                local,
-                handshake_timeout=handshake_timeout,
-                negotiation_timeout=negotiation_timeout,
-                close_timeout=close_timeout,
-                max_negotiating=max_negotiating,
-            )
-        )
+        state["listener"] = tub.listenOn(listener(local, limits=chosen))
         try:
             port = await _observe(local.listening)
         except CancelledError:

@@ -14,7 +14,7 @@ import re
 import shutil
 import socket
 import subprocess
-from typing import Optional
+from typing import Any, Optional
 
 from twisted.internet import error
 from twisted.internet.task import Clock
@@ -26,7 +26,7 @@ from foolscap_sidetls import _onion, config, i2p
 from foolscap_sidetls._version import __version__
 from foolscap_sidetls._cli import _create, _nodefile, _output, _ping
 
-from ..test_i2p import FakeSAMBridge
+from ..i2p._fakes import FakeSAMBridge
 from ._support import PROGRAM, WAIT, CommandReactor, Serving, free_port, listing, main, program, scratch
 
 
@@ -837,6 +837,26 @@ class ConfigWriting(SynchronousTestCase):
                              ["header"], {"node": ("timeout.keepalive",)}),
             "# header\n\n[node]\nreveal-IP-address = false\nx = 100%\n#timeout.keepalive =\n\n[i2p]\na = b\n",
         )
+
+    def test_options_checked_as_sections(self) -> None:
+        """
+        create-node checks each option's piece of the file through
+        config.from_sections, the reader's own checks, rendering and
+        parsing no config text to do it; an empty section is left out as
+        the file leaves it.
+        """
+
+        def refuse(*args: Any, **kwargs: Any) -> None:
+            self.fail("config text was rendered or parsed to check an option")
+
+        self.patch(_create, "render", refuse)
+        self.patch(config, "from_string", refuse)
+        node = _create._read(
+            {"node": [("tub.port", "tcp:3457"), ("tub.location", "tcp:example.net:3457")], "tor": []}
+        )
+        self.assertEqual((node.tub_port, node.location), (("tcp:3457",), ("tcp:example.net:3457",)))
+        e = self.assertRaises(config.ConfigError, _create._read, {"node": [("tub.port", "tcp:0")]})
+        self.assertEqual((e.section, e.key), ("node", "tub.port"))
 
 
 class TorControlSearch(SynchronousTestCase):

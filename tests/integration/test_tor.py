@@ -32,7 +32,7 @@ from foolscap.schema import Any as AnyConstraint
 
 from foolscap_sidetls import tor
 from foolscap_sidetls._endpoints import ListenerEndpoint
-from .._waiting import coroutine, until
+from .._support.waiting import coroutine, until
 
 MiB = 2**20
 ONION_HINT = re.compile(r"^tor:([a-z2-7]{56})\.onion:(\d+)$")

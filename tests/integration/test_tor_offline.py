@@ -33,7 +33,7 @@ from twisted.trial.unittest import TestCase
 from foolscap.api import Tub
 
 from foolscap_sidetls import tor
-from .._waiting import coroutine, until
+from .._support.waiting import coroutine, until
 
 ONION = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion"
 #: Seconds without progress before giving up, and the bound on when the

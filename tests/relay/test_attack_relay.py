@@ -44,8 +44,9 @@ from foolscap_sidetls.relay import _wire as wire
 from foolscap_sidetls.testing import MemoryNetwork
 
 from ._helpers import LogEvents, SourcedEndpoint, advance, pump, within
-from .._tls import certificate
-from .._waiting import coroutine
+from .._support.tls import certificate
+from .._support import waiting
+from .._support.waiting import coroutine
 from .test_relay import AppFactory, CountingEndpoint, Dialer, RelayTestCase, idOf, request
 
 RELAY = "relay"
@@ -124,9 +125,7 @@ async def flood(
             ),
             10,
         )
-        deadline = time.monotonic() + settle
-        while not all(d.answered.called for d in dialers) and time.monotonic() < deadline:
-            await task.deferLater(reactor, 0.02, lambda: None)
+        await waiting.settle(lambda: all(d.answered.called for d in dialers), settle, interval=0.02)
         if not any(d.held for d in dialers):
             break
     return everyone

@@ -30,12 +30,12 @@ from twisted.trial.unittest import TestCase
 from foolscap.api import Tub
 from foolscap.ipb import IConnectionHintHandler
 
-from foolscap_sidetls import dialer as sidetlsDialer, handler, relay
+from foolscap_sidetls import Limits, dialer as sidetlsDialer, handler, relay
 from foolscap_sidetls.relay import _url, _wire as wire
 from foolscap_sidetls.testing import MemoryNetwork, MemoryTransport
 
 from ._helpers import LogEvents, SourcedEndpoint, advance, listenerNames, pump, relaySide
-from .._tls import certificate, foolscapOptions
+from .._support.tls import certificate, foolscapOptions
 
 RELAY = "relay"
 
@@ -1402,6 +1402,29 @@ class ListenerArgumentTests(TestCase):
             str(exc),
             "RelayListenerEndpoint: keepalive must be more than 0 seconds (None: no limit), got 0",
         )
+
+    def test_limits(self) -> None:
+        """
+        The relayed connections' limits come as one Limits (max_negotiating
+        included: they are a listener's) or as handshake_timeout alone, not
+        both; relay.listener() passes them on.
+        """
+        endpoint = MemoryNetwork(clock=Clock()).client_endpoint(RELAY)
+        limits = Limits(handshake_timeout=5, negotiation_timeout=6, max_negotiating=4)
+        made = relay.RelayListenerEndpoint(endpoint, certificate("hidden"), limits=limits)
+        self.assertIs(made.limits, limits)
+        made = relay.RelayListenerEndpoint(endpoint, certificate("hidden"), handshake_timeout=5)
+        self.assertEqual(made.limits, Limits(handshake_timeout=5))
+        self.check(
+            TypeError,
+            "RelayListenerEndpoint: got both limits=%r and handshake_timeout=5; give the limits one "
+            "way: limits=Limits(...) or the separate keywords" % (limits,),
+            limits=limits,
+            handshake_timeout=5,
+        )
+        tub = Tub(certData=certificate("hidden").dumpPEM())
+        self.assertIs(relay.listener("tcp:127.0.0.1:7000", tub, limits=limits).limits, limits)
+
 
 
 class ListenerRetryTests(RelayTestCase):

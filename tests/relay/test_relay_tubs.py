@@ -32,7 +32,7 @@ from foolscap_sidetls import handler, install, relay
 from foolscap_sidetls.testing import MemoryNetwork
 
 from ._helpers import LogEvents, listenerNames, pumpReactor, within
-from .._tls import certificate
+from .._support.tls import certificate
 
 RELAY = "relay"
 

@@ -16,6 +16,7 @@ import tempfile
 from typing import Any, Optional
 
 from zope.interface import implementer
+from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
@@ -33,7 +34,7 @@ from foolscap.connections import tor as foolscap_tor
 from foolscap.ipb import InvalidHintError
 
 import foolscap_sidetls
-from foolscap_sidetls import tor
+from foolscap_sidetls import Limits, tor
 from foolscap_sidetls._process import OWN_GROUP_CODE
 from foolscap_sidetls._endpoints import DialerEndpoint, ListenerEndpoint
 
@@ -642,6 +643,31 @@ class Hints(TestCase):
         # Nothing is contacted until Foolscap connects.
         self.assertEqual(self.reactor.tcpClients, [])
 
+    def test_dialer_limits_as_one_value(self) -> None:
+        """
+        Every handler maker takes the dialers' limits as one Limits, which
+        the handler and each dialer it makes carry as given; a Limits with
+        a listener's max_negotiating, or limits given both ways, is refused
+        naming the function.
+        """
+        limits = Limits(handshake_timeout=5, negotiation_timeout=6, close_timeout=7)
+        handler = tor.socks_endpoint(self.socks, limits=limits)
+        self.assertIs(handler.limits, limits)
+        ep, _ = self.successResultOf(
+            handler.hint_to_endpoint("tor:%s:3457" % ONION, self.reactor, Statuses())
+        )
+        self.assertIs(ep.limits, limits)
+        self.assertIs(tor.default_socks(limits=limits).limits, limits)
+        e = self.assertRaises(ValueError, tor.default_socks, limits=Limits(max_negotiating=3))
+        self.assertIn(
+            "foolscap_sidetls.tor.default_socks(): max_negotiating applies to listeners only", str(e)
+        )
+        e = self.assertRaises(TypeError, tor.socks_endpoint, self.socks, limits=limits, handshake_timeout=5)
+        self.assertIn(
+            "foolscap_sidetls.tor.socks_endpoint(): got both limits=%r and handshake_timeout=5" % (limits,),
+            str(e),
+        )
+
     def test_dialer_limits(self) -> None:
         """
         The handler's limits are those of every dialer it makes; it is
@@ -653,7 +679,8 @@ class Hints(TestCase):
         ep, _ = self.successResultOf(
             handler.hint_to_endpoint("tor:%s:3457" % ONION, self.reactor, Statuses())
         )
-        self.assertEqual((ep._handshakeTimeout, ep._negotiationTimeout, ep._closeTimeout), (5, 6, 7))
+        self.assertEqual(ep.limits, Limits(handshake_timeout=5, negotiation_timeout=6, close_timeout=7))
+        self.assertEqual(handler.limits, ep.limits)
         self.assertIsInstance(ep._endpoint, tor._TorClient)
         self.assertIs(foolscap_sidetls.handler(handler), handler)
         tub = Tub()
@@ -920,6 +947,26 @@ class Dialing(SynchronousTestCase):
         f = self.failureResultOf(self.dial(handler), tor.TorError)
         self.assertEqual(str(f.value), "tor control port 127.0.0.1:9051 was stopped")
 
+    def test_stopped_with_its_parent_service(self) -> None:
+        """
+        Like I2PHandler, a TorHandler is a service: the Tub (here any
+        MultiService) it is attached to stops it, and an application's own
+        stop() afterwards finishes too, closing nothing twice.
+        """
+        handler = tor.control_endpoint(self.fake.endpoint())
+        parent = MultiService()
+        handler.setServiceParent(parent)
+        parent.startService()
+        self.assertTrue(handler.running)
+        self.dial(handler)
+        server = self.fake.accept()
+        self.assertEqual(self.successResultOf(parent.stopService()), [(True, None)])
+        self.assertFalse(handler.running)
+        self.assertFalse(server.transport.connected)
+        self.assertIsNone(self.successResultOf(handler.stop()))
+        f = self.failureResultOf(self.dial(handler), tor.TorError)
+        self.assertEqual(str(f.value), "tor control port 127.0.0.1:9051 was stopped")
+
 
 # -- launching ----------------------------------------------------------------------
 
@@ -1168,7 +1215,8 @@ class Listening(TestCase):
         ep = self.tub.getListeners()[0]._ep
         self.assertIsInstance(ep, ListenerEndpoint)
         self.assertEqual(
-            (ep._handshakeTimeout, ep._negotiationTimeout, ep._closeTimeout, ep._maxNegotiating),
+            (ep.limits.handshake_timeout, ep.limits.negotiation_timeout, ep.limits.close_timeout,
+             ep.limits.max_negotiating),
             (foolscap_sidetls.DEFAULT_HANDSHAKE_TIMEOUT, None, foolscap_sidetls.DEFAULT_CLOSE_TIMEOUT, None),
         )
         stopped = self.tub.stopService()
@@ -1186,8 +1234,24 @@ class Listening(TestCase):
         ep = self.tub.getListeners()[0]._ep
         self.assertIsInstance(ep, ListenerEndpoint)
         self.assertEqual(
-            (ep._handshakeTimeout, ep._negotiationTimeout, ep._closeTimeout, ep._maxNegotiating),
-            (15, 20, 5, 64),
+            ep.limits, Limits(handshake_timeout=15, negotiation_timeout=20, close_timeout=5, max_negotiating=64)
+        )
+        return self.tub.stopService()
+
+    def test_listener_limits_as_one_value(self) -> None:
+        """
+        listen() takes its limits as one Limits too, handed to the Tub's
+        listener as it is; given both ways, it refuses before contacting tor.
+        """
+        limits = Limits(handshake_timeout=15, negotiation_timeout=20, close_timeout=5, max_negotiating=64)
+        d = self.listen(limits=limits)
+        self.fake.accept()
+        self.publish()
+        self.successResultOf(d)
+        self.assertIs(self.tub.getListeners()[0]._ep.limits, limits)
+        e = self.assertRaises(TypeError, self.listen, limits=limits, close_timeout=9)
+        self.assertIn(
+            "foolscap_sidetls.tor.listen(): got both limits=%r and close_timeout=9" % (limits,), str(e)
         )
         return self.tub.stopService()
 

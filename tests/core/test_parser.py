@@ -22,7 +22,7 @@ from foolscap.api import Referenceable, Tub
 
 from foolscap_sidetls import DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, Limits, install
 from foolscap_sidetls._endpoints import DialerEndpoint, ListenerEndpoint
-from foolscap_sidetls._parser import unparse
+from foolscap_sidetls._twisted import parse_description, unparse_description
 
 
 class ServerStringTests(SynchronousTestCase):
@@ -165,10 +165,42 @@ class UnparseTests(SynchronousTestCase):
     )
     def test_roundTrip(self, args, kwargs):
         """
-        Whatever Twisted's parser split off, unparse rebuilds a description
-        that parses back to the same pieces.
+        Whatever Twisted's parser split off, unparse_description rebuilds
+        a description that parses back to the same pieces, through
+        Twisted's own parser and through parse_description.
         """
-        self.assertEqual(_parse(unparse(tuple(args), kwargs)), (args, kwargs))
+        text = unparse_description(tuple(args), kwargs)
+        self.assertEqual(_parse(text), (args, kwargs))
+        self.assertEqual(parse_description(text), (args, kwargs))
+
+    def test_escapes(self):
+        """
+        A positional field's "=" and ":" are escaped (Twisted's
+        quoteStringArgument escapes only ":" and "\\"); an option's value
+        keeps its "=" as it is, which Twisted's parser reads back.
+        """
+        self.assertEqual(
+            unparse_description(("unix", "/tmp/a=b:c\\d"), {"mode": "x=y:z"}),
+            "unix:/tmp/a\\=b\\:c\\\\d:mode=x=y\\:z",
+        )
+
+    def test_private_import_has_one_home(self):
+        """
+        Twisted's private description parser is imported by
+        foolscap_sidetls._twisted alone, so a change in Twisted has one
+        place to look.
+        """
+        import pathlib
+
+        import foolscap_sidetls
+
+        package = pathlib.Path(foolscap_sidetls.__file__).parent
+        importers = sorted(
+            str(path.relative_to(package))
+            for path in package.rglob("*.py")
+            if re.search(r"\bimport\b[^\n]*\b_parse\b", path.read_text())
+        )
+        self.assertEqual(importers, ["_twisted.py"])
 
 
 class Echo(Referenceable):

@@ -42,6 +42,7 @@ from foolscap.ipb import IConnectionHintHandler, InvalidHintError
 import foolscap_sidetls
 from foolscap_sidetls import handler, i2p, install, tor
 from foolscap_sidetls._endpoints import DialerEndpoint
+from foolscap_sidetls._handler import SideTLSHandler
 from foolscap_sidetls.testing import MemoryNetwork
 
 # -- the grammars, stated independently of the code under test ----------------
@@ -564,3 +565,44 @@ class TubTests(TestCase):
 
         d = tub.getReference(furl)
         return d.addCallbacks(lambda _: self.fail("connected"), failed)
+
+
+class HandlerKeywordTests(SynchronousTestCase):
+    """
+    SideTLSHandler spells its limit keywords as the rest of the project
+    does (snake_case); the camelCase ones of earlier releases still work,
+    with a DeprecationWarning naming the new spelling.
+    """
+
+    def test_snake_case(self) -> None:
+        h = SideTLSHandler(DefaultTCP(), handshake_timeout=5, close_timeout=7)
+        self.assertEqual(h.limits, foolscap_sidetls.Limits(handshake_timeout=5, close_timeout=7))
+        self.assertEqual(self.flushWarnings([self.test_snake_case]), [])
+
+    def test_camel_case_deprecated(self) -> None:
+        h = SideTLSHandler(DefaultTCP(), handshakeTimeout=5, negotiationTimeout=6)
+        self.assertEqual(h.limits, foolscap_sidetls.Limits(handshake_timeout=5, negotiation_timeout=6))
+        warned = self.flushWarnings([self.test_camel_case_deprecated])
+        self.assertEqual(
+            [(w["category"], w["message"]) for w in warned],
+            [
+                (DeprecationWarning, "SideTLSHandler: handshakeTimeout is deprecated; use handshake_timeout "
+                 "(or limits=Limits(...))"),
+                (DeprecationWarning, "SideTLSHandler: negotiationTimeout is deprecated; use negotiation_timeout "
+                 "(or limits=Limits(...))"),
+            ],
+        )
+
+    def test_both_spellings_refused(self) -> None:
+        e = self.assertRaises(
+            TypeError, SideTLSHandler, DefaultTCP(), handshake_timeout=5, handshakeTimeout=6
+        )
+        self.assertEqual(
+            str(e), "SideTLSHandler got handshake_timeout and its older spelling handshakeTimeout; give "
+            "handshake_timeout only"
+        )
+        e = self.assertRaises(TypeError, SideTLSHandler, DefaultTCP(), maxNegotiating=5)
+        self.assertEqual(
+            str(e), "SideTLSHandler got an unexpected keyword argument 'maxNegotiating'; it takes "
+            "handshake_timeout, negotiation_timeout, close_timeout and limits"
+        )
