@@ -17,11 +17,10 @@ apart by position; no Twisted endpoint has options by these names).
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 from zope.interface import implementer
-from twisted.internet.endpoints import _parse, clientFromString, serverFromString
+from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.interfaces import (
     IStreamClientEndpoint,
     IStreamClientEndpointStringParserWithReactor,
@@ -32,6 +31,7 @@ from twisted.plugin import IPlugin
 
 from ._endpoints import dialer, listener
 from ._limits import OPTION_NAMES, Limits
+from ._twisted import parse_description, unparse_description
 
 PREFIX = "sidetls"
 
@@ -49,21 +49,6 @@ def _limits(kwargs: dict[str, str], server: bool) -> Limits:
     return Limits.from_strings(ours, server=server)
 
 
-def _quote(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
-
-
-def unparse(args: tuple[str, ...], kwargs: dict[str, str]) -> str:
-    """
-    Rebuild an endpoint description from the pieces Twisted's parser split
-    it into, escaping what the parser unescaped, so the inner description
-    reaches its own parser exactly as the user wrote it.
-    """
-    parts = [_quote(arg) for arg in args]
-    parts += ["%s=%s" % (_quote(key), _quote(value)) for key, value in kwargs.items()]
-    return ":".join(parts)
-
-
 def _inner(args: tuple[str, ...], kwargs: dict[str, str], example: str) -> str:
     if not args or not args[0]:
         raise ValueError(
@@ -74,7 +59,7 @@ def _inner(args: tuple[str, ...], kwargs: dict[str, str], example: str) -> str:
         raise ValueError(
             "'sidetls:sidetls:...' wraps the role twice; use one 'sidetls:' prefix"
         )
-    return unparse(args, kwargs)
+    return unparse_description(args, kwargs)
 
 
 def parse_limits(description: str, server: bool = True) -> tuple[str, Limits]:
@@ -88,21 +73,35 @@ def parse_limits(description: str, server: bool = True) -> tuple[str, Limits]:
     @raise ValueError: a limit option is misspelt, out of range, or not one
         this kind of endpoint takes; or there is no inner description.
     """
-    args, kwargs = _parse(description)
+    args, kwargs = parse_description(description)
     limits = _limits(kwargs, server)
     return _inner(tuple(args), kwargs, "sidetls:tcp:0" if server else "sidetls:tcp:example.org:1234"), limits
 
 
-def split_limits(description: str, server: bool = True) -> tuple[str, dict[str, Any]]:
+def _i2p() -> Any:
     """
-    L{parse_limits} with the limits as keywords of L{listener} (C{server})
-    or L{dialer}, for callers that have not moved to C{limits=}.
+    What C{sidetls:i2p:...} is built with: this project's SAM client
+    (L{foolscap_sidetls.i2p._strings}), not txi2p's C{i2p:} plugin, whose
+    import compiles Parsley grammars for seconds in every process.
+    Imported on first use, so other descriptions do not load I2P at all.
     """
-    inner, limits = parse_limits(description, server)
-    keywords = {f.name: getattr(limits, f.name) for f in fields(limits)}
-    if not server:
-        del keywords["max_negotiating"]
-    return inner, keywords
+    from .i2p import _strings
+
+    return _strings
+
+
+def inner_server(reactor: Any, description: str) -> IStreamServerEndpoint:
+    """
+    The server endpoint for the inner description L{parse_limits} gives,
+    built as the C{sidetls:} prefix builds it: C{i2p:} through this
+    project's SAM client (so a configuration file's C{tub.port =
+    sidetls:i2p:...} does not import txi2p either), anything else by
+    Twisted's C{serverFromString}.
+    """
+    args, kwargs = parse_description(description)
+    if args and args[0] == "i2p":
+        return _i2p().server(reactor, tuple(args[1:]), kwargs)
+    return serverFromString(reactor, description)
 
 
 @implementer(IPlugin, IStreamServerEndpointStringParser)
@@ -111,6 +110,8 @@ class SideTLSServerParser:
 
     def parseStreamServer(self, reactor: Any, *args: Any, **kwargs: Any) -> IStreamServerEndpoint:
         limits = _limits(kwargs, server=True)
+        if args and args[0] == "i2p":
+            return listener(_i2p().server(reactor, args[1:], kwargs), limits=limits)
         return listener(serverFromString(reactor, _inner(args, kwargs, "sidetls:tcp:0")), limits=limits)
 
 
@@ -120,6 +121,8 @@ class SideTLSClientParser:
 
     def parseStreamClient(self, reactor: Any, *args: Any, **kwargs: Any) -> IStreamClientEndpoint:
         limits = _limits(kwargs, server=False)
+        if args and args[0] == "i2p":
+            return dialer(_i2p().client(reactor, args[1:], kwargs), limits=limits)
         return dialer(
             clientFromString(reactor, _inner(args, kwargs, "sidetls:tcp:example.org:1234")),
             limits=limits,

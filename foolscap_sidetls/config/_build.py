@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional, Sequence
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -22,6 +22,7 @@ from foolscap.util import allocate_tcp_port
 from .. import i2p as _i2p
 from .._endpoints import listener
 from .._files import write_private
+from .._parser import inner_server
 from .._handler import handler as _sidetls_handler
 from ._errors import ConfigError, StartError, _why
 from ._model import NodeConfig, _Listen
@@ -145,6 +146,7 @@ class _Made:
                     settings.configdir or os.path.join(self._config.basedir, I2P_STATEDIR),
                     options=options,
                     reactor=reactor,
+                    reseed_timeout=settings.reseed_timeout,
                 )
             elif settings.configdir:
                 made = _i2p.local_i2p(settings.configdir, options, reactor=reactor)
@@ -291,7 +293,7 @@ def create_tub(
     for entry in entries:
         if entry.kind != "endpoint":
             continue
-        watched = _Watched(serverFromString(reactor, entry.endpoint))
+        watched = _Watched(inner_server(reactor, entry.endpoint))
         tub.listenOn(listener(watched, limits=entry.limits))
         steps.append(watched.listening.addErrback(_listen_failed, config, entry.text))
     tor_settings = config._tor
@@ -317,7 +319,10 @@ def create_tub(
             report("i2p: launching i2pd")
         report("i2p: opening a SAM session for %s (i2pd takes ~20 s)" % (dest.address,))
         steps.append(
-            _i2p.listen(tub, i2p_handler, dest.key_file, port=dest.port, reactor=reactor)
+            _i2p.listen(
+                tub, i2p_handler, dest.key_file, port=dest.port, reactor=reactor,
+                update_status=lambda status: report("i2p: " + status),
+            )
             .addCallbacks(_published(report, "i2p: listening on %s"), _start_failed,
                           errbackArgs=(config, "i2p", "dest", "true", "could not listen on the I2P destination"))
         )

@@ -74,6 +74,9 @@ class _I2P:
     configdir_sam: Optional[str] = None
     dest: Optional[_Dest] = None
     options: Mapping[str, str] = field(default_factory=dict)
+    #: Seconds a launched i2pd whose log says reseeding failed may go
+    #: without a SAM session before it fails saying so; None: keep waiting.
+    reseed_timeout: Optional[float] = 30.0
 
 
 @dataclass(frozen=True)

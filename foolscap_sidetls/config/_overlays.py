@@ -161,15 +161,23 @@ def _read_tor(reader: _Reader, entries: list[_Listen], reveal_ip: bool) -> _Tor:
 
 def _read_bootstrap_timeout(reader: _Reader, tor_module: Any) -> Optional[float]:
     default = tor_module.BOOTSTRAP_TIMEOUT if tor_module is not None else 60.0
-    value = reader.get("tor", "bootstrap.timeout")
+    return _read_wait(reader, "tor", "bootstrap.timeout", default, "60, or 0 (or none) to wait for tor")
+
+
+def _read_wait(reader: _Reader, section: str, key: str, default: float, accepted: str) -> Optional[float]:
+    """
+    How long to wait for a daemon's progress before saying why it makes
+    none: seconds, or None for "keep waiting" (C{0} or C{none}).
+    """
+    value = reader.get(section, key)
     if value is None or value == "":  # Tahoe: an empty value means "not set"
         return float(default)
     if value.lower() == "none" or value == "0":
         return None
     if not _ascii_digits(value):
         raise reader.bad(
-            "tor", "bootstrap.timeout", "not a number of seconds",
-            "a whole number of seconds, e.g. 60, or 0 (or none) to wait for tor as long as it takes",
+            section, key, "not a number of seconds",
+            "a whole number of seconds, e.g. %s as long as it takes" % (accepted,),
         )
     return float(int(value))
 
@@ -264,6 +272,14 @@ def _read_i2p(reader: _Reader, entries: list[_Listen]) -> _I2P:
     )
     if not launch and reader.get(section, "i2p.executable") is not None:
         reader.warnings.append("[i2p] i2p.executable is not used: [i2p] launch is not true")
+    reseed_timeout = _read_wait(
+        reader, section, "reseed.timeout", _i2p.RESEED_TIMEOUT, "30, or 0 (or none) to wait for i2pd's peers"
+    )
+    if not launch and reader.get(section, "reseed.timeout") is not None:
+        reader.warnings.append(
+            "[i2p] reseed.timeout is not used: only a launched i2pd ([i2p] launch = true) is watched for "
+            "failing to reseed"
+        )
     configdir: Optional[str] = None
     configdir_sam: Optional[str] = None
     if configdir_value is not None:
@@ -324,7 +340,7 @@ def _read_i2p(reader: _Reader, entries: list[_Listen]) -> _I2P:
             "listen:i2p needs [i2p] dest = true (with dest.port and dest.private_key_file)",
             None, reader.get("node", "tub.port"),
         )
-    return _I2P(enabled, sam, launch, executable, configdir, configdir_sam, dest_plan, options)
+    return _I2P(enabled, sam, launch, executable, configdir, configdir_sam, dest_plan, options, reseed_timeout)
 
 
 def _require(reader: _Reader, section: str, switch: str, *needs: tuple[Any, str, Optional[str]]) -> None:

@@ -73,6 +73,7 @@ _KEYS: dict[str, dict[str, str]] = {
         "launch": "start an i2pd of our own",
         "i2p.executable": "the i2pd to launch",
         "i2p.configdir": "an i2pd's configuration directory",
+        "reseed.timeout": "seconds a launched i2pd that cannot reseed may take to open a session (0 or none: keep waiting)",
         "dest": "listen on an I2P destination (with tub.port = listen:i2p)",
         "dest.port": "the I2P port announced in the hint",
         "dest.private_key_file": "the destination's private key",

@@ -16,8 +16,9 @@ __all__ = ["ADDED_KEYS"]
 #: Tahoe already accepts (and the launcher now serves) [i2p] launch,
 #: i2p.configdir and i2p.executable, which Tahoe itself cannot use.
 ADDED_KEYS: Mapping[str, tuple[str, ...]] = {
-    # I2CP options for the dialing and listening SAM sessions (Tahoe ticket 2889).
-    "i2p": ("i2cp.options",),
+    # I2CP options for the dialing and listening SAM sessions (Tahoe ticket 2889);
+    # how long a launched i2pd may go without peers before dials fail saying why.
+    "i2p": ("i2cp.options", "reseed.timeout"),
     # How long tor may go without bootstrap progress before dials fail saying why.
     "tor": ("bootstrap.timeout",),
 }

@@ -10,17 +10,13 @@ import os
 import re
 import shutil
 import tempfile
-from collections import deque
 from typing import Any, Callable, Optional
 
-from twisted.internet import defer, error, task
+from twisted.internet import defer, task
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import ProcessProtocol
-from twisted.python.failure import Failure
 
-from .._process import spawn_in_own_group
+from .._process import DaemonProcess, find_executable, spawn_in_own_group
 from ._bootstrap import BOOTSTRAP_TIMEOUT
 from ._common import _kind, _quietly
 from ._control import _open_control, _Session
@@ -32,6 +28,8 @@ LAUNCH_TIMEOUT = 60.0
 #: bigger than this, so a tor relaunched after each failure does not fill
 #: the disk.
 LOG_MAX = 1024 * 1024
+#: How long a launched tor gets to exit after SIGTERM before SIGKILL.
+TERMINATE_GRACE = 10.0
 
 #: torrc options launch() sets itself.
 _RESERVED_OPTIONS = (
@@ -48,93 +46,16 @@ _RESERVED_OPTIONS = (
 _OPTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class _TorProcess(ProcessProtocol):
-    """A launched tor: keeps the end of its output and tells when it exits."""
+class _TorProcess(DaemonProcess):
+    """A launched tor, and what its launcher cleans up after it."""
 
     def __init__(self) -> None:
-        self._tail: deque[str] = deque(maxlen=30)
-        self._partial = b""
+        DaemonProcess.__init__(self)
         #: A temporary DataDirectory to remove once this tor has exited.
         self.temporary: Optional[str] = None
         #: Where it logs; whether its launch failed (see _Launcher._log_file).
         self.log_file: Optional[str] = None
         self.failed = False
-        self.ended: Optional[Failure] = None
-        self._waiting: list[Deferred] = []
-
-    def outReceived(self, data: bytes) -> None:
-        lines = (self._partial + data).split(b"\n")
-        self._partial = lines.pop()
-        for line in lines:
-            self._tail.append(line.decode("utf-8", "replace").rstrip("\r"))
-
-    errReceived = outReceived
-
-    def output(self) -> str:
-        lines = list(self._tail)
-        if self._partial:
-            lines.append(self._partial.decode("utf-8", "replace"))
-        return "\n".join(lines) or "(no output)"
-
-    def how(self) -> str:
-        if self.ended is None:
-            return "is running"
-        code = getattr(self.ended.value, "exitCode", None)
-        sig = getattr(self.ended.value, "signal", None)
-        if sig is not None:
-            return "was killed by signal %s" % (sig,)
-        return "exited with status %s" % (code,)
-
-    def processEnded(self, reason: Failure) -> None:
-        self.ended = reason
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.callback(None)
-
-    def when_ended(self) -> Deferred:
-        """
-        Fires in the same turn as L{processEnded}.  Not Foolscap's
-        OneShotObserverList, which fires a turn later on the global
-        reactor: tried, C{test_temporary_log_outlives_a_failed_launch}
-        then found the temporary DataDirectory still there after tor ended
-        (its removal waits on this).
-        """
-        if self.ended is not None:
-            return defer.succeed(None)
-        d: Deferred = Deferred()
-        self._waiting.append(d)
-        return d
-
-    def terminate(self, reactor: IReactorTime) -> Deferred:
-        """SIGTERM, SIGKILL after 10 s; fires when the process is gone."""
-        transport = self.transport
-        if self.ended is not None or transport is None:
-            return defer.succeed(None)
-        ended = self.when_ended()
-        try:
-            transport.signalProcess("TERM")
-        except error.ProcessExitedAlready:
-            return ended
-
-        def kill() -> None:
-            if self.ended is None:
-                try:
-                    transport.signalProcess("KILL")
-                except error.ProcessExitedAlready:
-                    pass
-
-        timer = reactor.callLater(10, kill)
-
-        def gone(result: Any) -> Any:
-            if timer.active():
-                timer.cancel()
-            return result
-
-        return ended.addBoth(gone)
-
-    @property
-    def pid(self) -> Any:
-        return getattr(self.transport, "pid", None)
 
 
 def _nonempty(path: str) -> bool:
@@ -149,30 +70,15 @@ def _find_tor(tor_binary: Optional[str]) -> str:
     The tor executable to launch.  Not C{txtorcon.util.find_tor_binary}: it
     runs C{which tor} in a shell (blocking, on the process's PATH rather
     than L{_search_path}, answering bytes) and then globs fixed directories;
-    C{shutil.which} over PATH and L{TOR_SEARCH_DIRS} is the same search in
+    L{find_executable} over PATH and L{TOR_SEARCH_DIRS} is the same search in
     one call, honours both settings and says nothing is found in words.
     """
-    if tor_binary is not None:
-        if not os.path.exists(tor_binary):
-            raise TorNotFound(
-                "tor_binary %r does not exist; install the Debian/Ubuntu package 'tor' "
-                "(apt-get install tor) or pass the path of a tor executable" % (tor_binary,)
-            )
-        if os.path.isdir(tor_binary) or not os.access(tor_binary, os.X_OK):
-            raise TorNotFound("tor_binary %r is not an executable file" % (tor_binary,))
-        return tor_binary
     # The package's TOR_SEARCH_DIRS, read now: programs and tests set it there.
     from . import TOR_SEARCH_DIRS
 
-    search = os.pathsep.join([_search_path()] + list(TOR_SEARCH_DIRS))
-    found = shutil.which("tor", path=search)
-    if found is None:
-        raise TorNotFound(
-            "tor executable not found on PATH or in %s; install the Debian/Ubuntu "
-            "package 'tor' (apt-get install tor), or pass tor_binary='/path/to/tor'"
-            % (", ".join(TOR_SEARCH_DIRS),)
-        )
-    return found
+    return find_executable(
+        "tor", tor_binary, _search_path(), TOR_SEARCH_DIRS, argument="tor_binary", not_found=TorNotFound
+    )
 
 
 def _search_path() -> str:
@@ -390,7 +296,7 @@ class _Launcher:
     def _end(self, process: _TorProcess) -> Deferred:
         """Stop C{process} (if still running) and remove a temporary directory."""
         reactor = self._reactor
-        d = process.terminate(reactor) if reactor is not None else defer.succeed(None)
+        d = process.terminate(reactor, TERMINATE_GRACE) if reactor is not None else defer.succeed(None)
 
         def cleanup(_: Any) -> None:
             if process.temporary is not None:

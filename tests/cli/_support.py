@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 
 from foolscap_sidetls import _cli
 
-from ..test_i2p import FakeSAMBridge
+from ..i2p._fakes import FakeSAMBridge
 
 PROGRAM = os.path.join(os.path.dirname(sys.executable), "foolscap-sidetls")
 #: Generous: a loaded 2-core machine runs several suites at once.

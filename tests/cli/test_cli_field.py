@@ -37,7 +37,7 @@ import twisted
 from foolscap_sidetls._cli import _errors, _ping, _service
 from foolscap_sidetls._version import __version__
 
-from ..test_i2p import FakeSAMBridge
+from ..i2p._fakes import FakeSAMBridge
 from ._support import CommandReactor, Serving, free_port, main
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -28,7 +28,7 @@ from zope.interface import implementer
 from foolscap_sidetls import ISideTLSTransport, _onion, config
 from foolscap_sidetls._protocol import SideTLSFactory
 
-from ..test_i2p import make_keypair
+from ..i2p._fakes import make_keypair
 from ..tor.test_tor import SERVICE_ID, FakeTor, ProcessReactor
 
 #: The checkout: where the example configurations are.

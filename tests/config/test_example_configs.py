@@ -21,7 +21,7 @@ import sys
 from twisted.trial.unittest import SynchronousTestCase
 
 from ..cli._support import CommandReactor, main, scratch
-from ..test_i2p import FakeSAMBridge
+from ..i2p._fakes import FakeSAMBridge
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(TOP, "examples", "configs")

@@ -40,7 +40,7 @@ from twisted.trial.unittest import TestCase
 from foolscap.api import DeadReferenceError, Referenceable, Tub
 
 from foolscap_sidetls import ISideTLSTransport, i2p, tor
-from .._waiting import coroutine, until
+from .._support.waiting import coroutine, until
 
 from . import _i2pnet
 

@@ -33,9 +33,10 @@ from txi2p.sam import base as txi2p_base
 from txi2p.sam import session as txi2p_session
 from txi2p.sam.endpoints import SAMI2PStreamServerEndpoint
 
+import foolscap_sidetls
 from foolscap_sidetls import TLSSideError, i2p
 from foolscap_sidetls._files import write_private
-from .._waiting import coroutine, until
+from .._support.waiting import coroutine, until
 
 from . import _i2pnet
 
@@ -203,8 +204,9 @@ class TxI2PListeners(I2PTestCase):
     @coroutine
     async def test_invertTLS_unused_and_stock_fails(self):
         """
-        Two Tubs listening through txi2p's SAM server endpoint: one as
-        C{"sidetls:i2p:..."} (txi2p's I{i2p:} parser, our prefix) with
+        Two Tubs listening through txi2p's SAM server endpoint: one wrapped
+        by L{foolscap_sidetls.listener} (C{sidetls:i2p:} strings use this
+        project's own SAM client, so txi2p's endpoint is wrapped directly) with
         txi2p's tunnel transport C{startTLS} booby-trapped, which works;
         one stock Foolscap listener with C{invertTLS} disabled, where both
         ends send a ClientHello.
@@ -236,12 +238,10 @@ class TxI2PListeners(I2PTestCase):
         self.patch(txi2p_base, "I2PTunnelTransport", Controlled)
 
         nick_s, nick_k = "sidetls-test-s-%d" % os.getpid(), "sidetls-test-k-%d" % os.getpid()
-        options = ",".join("%s\\:%s" % kv for kv in SESSION.items())
-        description = "sidetls:i2p:%s:api=SAM:apiEndpoint=tcp\\:127.0.0.1\\:%d:nickname=%s:options=%s" % (
-            key_s, self.router.sam_port, nick_s, options,
-        )
         tub_s, tub_k, tub_d = self.makeTub(), self.makeTub(), self.makeTub()
-        listener_s = tub_s.listenOn(description)
+        listener_s = tub_s.listenOn(foolscap_sidetls.listener(
+            SAMI2PStreamServerEndpoint.new(self.sam(), key_s, nickname=nick_s, options=dict(SESSION))
+        ))
         endpoint_k = SAMI2PStreamServerEndpoint.new(self.sam(), key_k, nickname=nick_k, options=dict(SESSION))
         listener_k = tub_k.listenOn(endpoint_k)
         self.addCleanup(self._close_txi2p, [listener_s, listener_k], [nick_s, nick_k], [tub_d, tub_s, tub_k])

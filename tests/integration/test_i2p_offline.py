@@ -27,7 +27,7 @@ from twisted.trial.unittest import TestCase
 from foolscap.api import Tub
 
 from foolscap_sidetls import i2p
-from .._waiting import coroutine, until
+from .._support.waiting import coroutine, until
 
 #: launch()'s default reseed_timeout, and the bound on when the failure
 #: must arrive after listen() (launching i2pd takes about a second).

@@ -29,7 +29,7 @@ from foolscap.connections import tcp
 
 import foolscap_sidetls
 from foolscap_sidetls import i2p, tor
-from .._waiting import coroutine
+from .._support.waiting import coroutine
 
 from . import _i2pnet
 

@@ -21,7 +21,11 @@ from foolscap_sidetls.tahoe import ADDED_KEYS
 from ._support import launcher, node_dir
 
 #: A value of each added key, as an operator would write it.
-_VALUES = {("i2p", "i2cp.options"): "inbound.length=0, outbound.length=0", ("tor", "bootstrap.timeout"): "30"}
+_VALUES = {
+    ("i2p", "i2cp.options"): "inbound.length=0, outbound.length=0",
+    ("i2p", "reseed.timeout"): "30",
+    ("tor", "bootstrap.timeout"): "30",
+}
 
 
 def _cfg(section: str, key: str, value: str) -> str:
@@ -30,8 +34,10 @@ def _cfg(section: str, key: str, value: str) -> str:
 
 class KeyAdmissionTests(SynchronousTestCase):
     def test_addedKeys(self) -> None:
-        """The added keys are exactly [i2p] i2cp.options and [tor] bootstrap.timeout."""
-        self.assertEqual(dict(ADDED_KEYS), {"i2p": ("i2cp.options",), "tor": ("bootstrap.timeout",)})
+        """The added keys are exactly [i2p] i2cp.options, reseed.timeout and [tor] bootstrap.timeout."""
+        self.assertEqual(
+            dict(ADDED_KEYS), {"i2p": ("i2cp.options", "reseed.timeout"), "tor": ("bootstrap.timeout",)}
+        )
         self.assertEqual(sorted(_VALUES), sorted((s, k) for s, keys in ADDED_KEYS.items() for k in keys))
 
     def test_addedKeysAdmittedByClientAndIntroducer(self) -> None:

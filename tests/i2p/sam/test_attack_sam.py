@@ -12,7 +12,7 @@ test counts the bridge's connections over 4 s of fake-clock time and the
 warnings logged, exactly.  Before the fix a bad peer line made the listener
 reconnect at once: 12,592-13,796 SAM connections in 4 s over loopback.
 
-The fake bridge of tests/test_i2p.py is reused, with a hostile mode; one
+The fake bridge of tests/i2p/_fakes.py is reused, with a hostile mode; one
 test runs a hostile bridge on a real loopback socket for 4 s of wall time
 and prints the figure (run with -s).
 """
@@ -33,9 +33,10 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import foolscap_sidetls
 from foolscap_sidetls import i2p
+from foolscap_sidetls.i2p.sam import SAMBridge, SAMConnection, SAMServerEndpoint, SAMSession
 
-from ._waiting import coroutine, until
-from .test_i2p import (
+from ..._support.waiting import coroutine, until
+from .._fakes import (
     B32,
     BridgeTestCase,
     FakeSAM,
@@ -372,7 +373,7 @@ class StreamCloseTests(SynchronousTestCase):
     def accepted(self, after_peer: bytes = b""):
         """A SAM socket past its peer line, with C{after_peer} received in the same read."""
         clock = MemoryReactorClock()
-        connection = i2p._SAMConnection("tcp:127.0.0.1:7656", clock)
+        connection = SAMConnection("tcp:127.0.0.1:7656", clock)
         transport = StringTransport()
         connection.makeConnection(transport)
         connection.dataReceived(b"HELLO REPLY RESULT=OK VERSION=3.1\n")
@@ -418,7 +419,7 @@ class StreamCloseTests(SynchronousTestCase):
     def test_next_line_after_eof(self) -> None:
         """The bridge closed after RESULT=OK: waiting for the peer line fails at once."""
         clock = MemoryReactorClock()
-        connection = i2p._SAMConnection("tcp:127.0.0.1:7656", clock)
+        connection = SAMConnection("tcp:127.0.0.1:7656", clock)
         connection.makeConnection(StringTransport())
         connection.dataReceived(b"HELLO REPLY RESULT=OK VERSION=3.1\n")
         d = connection.request("STREAM ACCEPT ID=a SILENT=false", "STREAM ACCEPT", "STREAM STATUS", 30)
@@ -473,8 +474,8 @@ class LoopbackTests(TestCase):
         self.addCleanup(server.stopListening)
         sam = TCP4ClientEndpoint(reactor, "127.0.0.1", server.getHost().port, timeout=5)
         _, private = make_keypair()
-        session = i2p._Session(i2p._Bridge(sam, "loopback SAM", reactor), "listen", "bad", private, {})
-        endpoint = foolscap_sidetls.listener(i2p._SAMServerEndpoint(session, None))
+        session = SAMSession(SAMBridge(sam, "loopback SAM", reactor), "listen", "bad", private, {})
+        endpoint = foolscap_sidetls.listener(SAMServerEndpoint(session, None))
         port = await endpoint.listen(Factory.forProtocol(Recorder)).addTimeout(10, reactor)
         try:
             await task.deferLater(reactor, WINDOW, lambda: None)

@@ -2,7 +2,7 @@
 An I2P router that cannot reach the network, in memory: a launched i2pd
 whose log says reseeding failed (no peers), and an attached router whose SAM
 bridge never answers SESSION CREATE.  Driven by a MemoryReactorClock and the
-fake SAM bridge of tests/test_i2p.py; i2pd's log is a file we write, with the
+fake SAM bridge of tests/i2p/_fakes.py; i2pd's log is a file we write, with the
 exact lines i2pd 2.45.1 writes.  The real i2pd is in
 tests/integration/test_i2p_offline.py.
 """
@@ -16,10 +16,14 @@ from typing import Any
 from twisted.internet import error
 from twisted.internet.testing import MemoryReactorClock
 
-from foolscap_sidetls import i2p
+from foolscap_sidetls import Limits, i2p
 from foolscap_sidetls._process import OWN_GROUP_CODE
+from foolscap_sidetls.i2p import _i2pd_log, _launch
+from foolscap_sidetls.i2p._handler import _make_handler
+from foolscap_sidetls.i2p._i2pd_log import I2PDLog
+from foolscap_sidetls.i2p.sam import SAMBridge
 
-from .test_i2p import FakeSAMBridge, TempTestCase
+from ._fakes import FakeSAMBridge, TempTestCase
 
 #: What i2pd 2.45.1 (Debian) logs at loglevel=warn on a machine without
 #: DNS, within a second of starting (9 of its 10 attempts left out).
@@ -74,7 +78,7 @@ class LogTests(TempTestCase):
         self.path = self.mktemp()
 
     def test_reseed_failed(self) -> None:
-        log = i2p._I2PDLog(self.write(NO_DNS))
+        log = I2PDLog(self.write(NO_DNS))
         log.poll()
         self.assertEqual((log.reseed_failed, log.reseed_errors, log.no_peers), (True, 2, False))
         self.assertEqual(log.diagnosis(), LAST)
@@ -83,20 +87,20 @@ class LogTests(TempTestCase):
         self.assertTrue(log.no_peers)
 
     def test_no_servers(self) -> None:
-        log = i2p._I2PDLog(self.write(NO_SERVERS))
+        log = I2PDLog(self.write(NO_SERVERS))
         log.poll()
         self.assertEqual(log.diagnosis(), "No reseed servers specified")
 
     def test_not_yet(self) -> None:
         """Reseed attempts failing, but i2pd has not given up yet: no diagnosis."""
-        log = i2p._I2PDLog(self.write(NO_DNS.split(b"22:18:26@917/warn - Reseed: Failed")[0]))
+        log = I2PDLog(self.write(NO_DNS.split(b"22:18:26@917/warn - Reseed: Failed")[0]))
         log.poll()
         self.assertEqual((log.reseed_errors, log.diagnosis()), (2, None))
 
     def test_earlier_run_ignored(self) -> None:
         """Lines an earlier i2pd wrote into the same data directory's log do not count."""
         self.write(NO_DNS)
-        log = i2p._I2PDLog(self.path, os.stat(self.path).st_size)
+        log = I2PDLog(self.path, os.stat(self.path).st_size)
         log.poll()
         self.assertIsNone(log.diagnosis())
         # Truncated (a new log): read from its start.
@@ -108,9 +112,9 @@ class LogTests(TempTestCase):
         """Over-long lines, control characters, bad UTF-8: bounded reads, short printable reasons."""
         reason = "Couldn't connect to \x1b[2Jevil\x07: " + "x" * 5000
         self.write(b"1@1/error - Reseed: " + reason.encode() + b"\xff\xfe\n")
-        self.write(b"A" * (3 * i2p._LOG_READ))  # a line that never ends...
+        self.write(b"A" * (3 * _i2pd_log._LOG_READ))  # a line that never ends...
         self.write(b" - Reseed: Failed to reseed from servers\n")  # ...whose end says this
-        log = i2p._I2PDLog(self.path)
+        log = I2PDLog(self.path)
         log.poll()
         self.assertEqual(log.reseed_errors, 1)
         why = log.reseed_reason
@@ -123,14 +127,14 @@ class LogTests(TempTestCase):
             log.poll()
             polls += 1
             # Never more than one line's worth held back.
-            self.assertLessEqual(len(log._partial), i2p._LOG_LINE)
+            self.assertLessEqual(len(log._partial), _i2pd_log._LOG_LINE)
         self.assertEqual(polls, 4)
         # The over-long line was cut, and its tail was not read as a line.
         self.assertFalse(log.reseed_failed)
         self.assertIsNone(log.diagnosis())
 
     def test_missing_file(self) -> None:
-        log = i2p._I2PDLog(self.path + ".none")
+        log = I2PDLog(self.path + ".none")
         log.poll()
         self.assertIsNone(log.diagnosis())
 
@@ -138,20 +142,20 @@ class LogTests(TempTestCase):
 class LaunchedOffline(Ticking):
     """A launched i2pd (its process faked) whose log says it could not reseed."""
 
-    def launched(self, reseed_timeout: Any = i2p.RESEED_TIMEOUT):
+    def launched(self, reseed_timeout: Any = i2p.RESEED_TIMEOUT, options: Any = None):
         self.sam = FakeSAMBridge()
         self.sam.session_delay = 10000  # tunnels never get built
         self.clock = self.sam.clock
-        launcher = i2p._Launcher("/usr/sbin/i2pd", self.mktemp(), {}, self.clock, reseed_timeout)
-        process = i2p._I2PDProcess()
+        launcher = _launch._Launcher("/usr/sbin/i2pd", self.mktemp(), {}, self.clock, reseed_timeout)
+        process = _launch._I2PDProcess()
         self.transport = FakeProcessTransport()
         process.transport = self.transport
         launcher.process = process
         self.logfile = self.mktemp()
-        launcher.log = i2p._I2PDLog(self.logfile)
-        bridge = i2p._Bridge(self.sam.endpoint, "tcp:127.0.0.1:7656", self.clock, launcher)
+        launcher.log = I2PDLog(self.logfile)
+        bridge = SAMBridge(self.sam.endpoint, "tcp:127.0.0.1:7656", self.clock, launcher)
         launcher.bridge = bridge
-        handler = i2p._make_handler(bridge, None, None, "launch()", None, None, None)
+        handler = _make_handler(bridge, options, None, "launch()", Limits(handshake_timeout=None, close_timeout=None))
         self.addCleanup(self.close, handler)
         return handler
 
@@ -168,6 +172,30 @@ class LaunchedOffline(Ticking):
         return (
             "i2pd has no peers: reseeding failed (%s); this machine cannot reach the I2P network. "
             "i2pd's log: %s" % (LAST, self.logfile)
+        )
+
+    def test_zero_hop_sessions_need_no_peers(self) -> None:
+        """
+        A session whose tunnels have no hops opens without peers (a private
+        test network's lone router): a failed reseed is no reason to give
+        up on it, nor to stop i2pd.
+        """
+        h = self.launched(options={"inbound.length": 0, "outbound.length": 0})
+        self.sam.session_delay = 45
+        statuses: list[str] = []
+        d = h.prepare(statuses.append)
+        self.sam.flush()
+        self.log(NO_DNS + NO_PEERS)
+        self.tick(self.sam, 44)
+        self.assertNoResult(d)
+        self.assertEqual(self.transport.signals, [])
+        self.tick(self.sam, 1)
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(
+            statuses,
+            ["opening SAM session (can take ~20 s)",
+             "opening SAM session (can take ~20 s): no answer to SESSION CREATE from the launched i2pd's SAM "
+             "bridge (tcp:127.0.0.1:7656) for 30 s (the last thing SAM said: 'HELLO REPLY RESULT=OK VERSION=3.1')"],
         )
 
     def test_fails_after_reseed_timeout(self) -> None:
