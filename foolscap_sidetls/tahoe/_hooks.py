@@ -5,8 +5,11 @@ parameters, the callers that must look it up by name at call time), and
 the Tahoe-LAFS releases it was checked against.
 
 Tahoe-LAFS has no plugin point for connection handlers, so the launcher
-replaces the functions that make them: only where handlers, listeners and
-the tahoe.cfg key table are made, never TLS or Foolscap's protocol.  A
+replaces the functions that make them: only where handlers, listeners,
+the tahoe.cfg key table and create-node's [i2p] section are made, never
+TLS or Foolscap's protocol.  What it answers without patching (the tor
+provider's C{get_tor_instance}, asked by the HTTPS storage client) is
+listed too (L{RELIED_ON}): its caller must still ask by those names.  A
 Tahoe whose internals differ would otherwise run half role-based (a
 listener left stock, a Tub dialing the stock way), which fails in the
 confusing ways this project exists to remove; so L{check} compares
@@ -24,7 +27,17 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable, Optional
 
-__all__ = ["CHECKED_VERSIONS", "HookMismatch", "PATCH_POINTS", "PatchPoint", "Patched", "apply", "check"]
+__all__ = [
+    "CHECKED_VERSIONS",
+    "HookMismatch",
+    "PATCH_POINTS",
+    "PatchPoint",
+    "Patched",
+    "RELIED_ON",
+    "Reliance",
+    "apply",
+    "check",
+]
 
 #: The Tahoe-LAFS releases whose internals match every patch point below.
 CHECKED_VERSIONS: tuple[str, ...] = ("1.20.0", "1.19.0")
@@ -47,6 +60,7 @@ class PatchPoint:
     @ivar callers: (module, function, name): functions that must look the
         patched name up when they run, or the patch would never be called.
     @ivar why: what it makes, in words, for the refusal message.
+    @ivar checked: the Tahoe-LAFS releases this point was checked against.
     """
 
     module: str
@@ -56,6 +70,7 @@ class PatchPoint:
     why: str
     alias_of: Optional[tuple[str, str]] = None
     callers: tuple[tuple[str, str, str], ...] = ()
+    checked: tuple[str, ...] = CHECKED_VERSIONS
 
     @property
     def qualified(self) -> str:
@@ -124,7 +139,58 @@ PATCH_POINTS: tuple[PatchPoint, ...] = (
         "the log-port Tub's handlers and listener",
         callers=(("allmydata.node", "Node.create_log_tub", "listenOnUnused"),),
     ),
+    # create-node --i2p-launch (Tahoe refuses it: "under development").
+    PatchPoint(
+        "allmydata.scripts.create_node", "validate_i2p_options", ("o",), "validate_i2p_options",
+        "create-node's and create-introducer's I2P option checks (accepting --i2p-launch)",
+        callers=(
+            ("allmydata.scripts.create_node", "CreateNodeOptions.parseArgs", "validate_i2p_options"),
+            ("allmydata.scripts.create_node", "CreateIntroducerOptions.parseArgs", "validate_i2p_options"),
+        ),
+        checked=("1.20.0", "1.19.0"),
+    ),
+    PatchPoint(
+        "allmydata.util.i2p_provider", "create_config", ("reactor", "cli_config"), "i2p_create_config",
+        "create-node's [i2p] section and destination key (--i2p-launch with a launched i2pd)",
+        callers=(("allmydata.scripts.create_node", "write_node_config", "create_config"),),
+        checked=("1.20.0", "1.19.0"),
+    ),
 )
+
+
+@dataclass(frozen=True)
+class Reliance:
+    """
+    A Tahoe-LAFS function the launcher does not patch but answers: it must
+    still ask for what the launcher provides, by these names.
+
+    @ivar function: (module, name) of the function.
+    @ivar names: the names it must use (attributes it looks up).
+    @ivar why: what the launcher answers there, for the refusal message.
+    @ivar checked: the Tahoe-LAFS releases this was checked against.
+    """
+
+    function: tuple[str, str]
+    names: tuple[str, ...]
+    why: str
+    checked: tuple[str, ...]
+
+
+#: What the launcher answers without patching.
+RELIED_ON: tuple[Reliance, ...] = (
+    # TorProvider.get_tor_instance fires with a _web.TorWeb, not a
+    # txtorcon Tor: this is the one caller, and web_agent all it uses.
+    Reliance(
+        ("allmydata.storage.http_client", "StorageClientFactory._create_agent"),
+        ("get_tor_instance", "web_agent"),
+        "the HTTPS storage client's agent over tor (answered with the node's own tor handler)",
+        ("1.20.0", "1.19.0"),
+    ),
+)
+
+#: create-node finds each listener's create_config through this table of
+#: modules: the i2p entry must be the module whose create_config is patched.
+_LISTENER_TABLE = ("allmydata.scripts.create_node", "_LISTENERS", "i2p", "allmydata.util.i2p_provider")
 
 #: What the launcher calls on Tahoe's configuration object (its _Config).
 _CONFIG_METHODS = ("allmydata.node", "_Config", ("enumerate_section", "get_config", "get_config_path"))
@@ -225,6 +291,26 @@ def check(import_module: _ImportModule = importlib.import_module) -> str:
                     "%s.%s no longer calls %s, so the patch of %s would never run"
                     % (caller_module, caller, name, point.qualified)
                 )
+    for reliance in RELIED_ON:
+        function = lookup(*reliance.function)
+        if function is None:
+            continue
+        code = getattr(inspect.unwrap(function), "__code__", None)
+        missing = [name for name in reliance.names if code is None or name not in code.co_names]
+        if missing:
+            problems.append(
+                "%s.%s no longer uses %s, so %s would not be what it asks for"
+                % (reliance.function + (", ".join(missing), reliance.why))
+            )
+    table_module, table_name, key, listener_module = _LISTENER_TABLE
+    table = lookup(table_module, table_name)
+    if table is not None:
+        found_listener = table.get(key) if isinstance(table, dict) else None
+        if found_listener is not module(listener_module):
+            problems.append(
+                "%s.%s[%r] is no longer the module %s, so create-node would not call the patched create_config"
+                % (table_module, table_name, key, listener_module)
+            )
     module_name, class_name, methods = _CONFIG_METHODS
     config_class = lookup(module_name, class_name)
     if config_class is not None:

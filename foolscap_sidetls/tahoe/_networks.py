@@ -9,13 +9,17 @@ them: so SocksPort ADDRESS:PORT tors, C{[i2p] launch}, C{i2p.configdir},
 C{i2cp.options} and SAM session recovery work as they do there.  Onion
 services and I2P destinations are published with L{foolscap_sidetls.tor}
 C{.listen} and L{foolscap_sidetls.i2p} C{.listen}, on Tahoe's own Tub.
+Tahoe's HTTPS storage client over Tor dials through the same tor handler
+(L{_web}): a node has one way to tor, and launches one tor at most.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any
 
 from twisted.application import service
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -23,6 +27,7 @@ from twisted.python.failure import Failure
 from .. import __version__
 from .. import config as sidetls_config
 from .._foolscap import tubHandlers
+from ._web import TorWeb
 
 __all__ = ["I2PProvider", "TorProvider", "networks_for"]
 
@@ -45,15 +50,10 @@ class Networks(service.MultiService):
     started (control connections, a launched tor or i2pd).
     """
 
-    #: Makes Tahoe's own tor provider (set by the launcher's tor provider
-    #: patch): Tahoe's HTTPS storage client asks it for a txtorcon Tor.
-    tahoe_tor_factory: Optional[Callable[[], Any]] = None
-
     def __init__(self, reactor: Any, config: Any) -> None:
         service.MultiService.__init__(self)
         self._reactor = reactor
         self._config = config
-        self._tahoe_tor_made: Optional[Any] = None
         sections = {name: config.enumerate_section(name) for name in _SECTIONS}
         try:
             self.node = sidetls_config.from_sections(
@@ -86,8 +86,6 @@ class Networks(service.MultiService):
         )
 
     def stopService(self) -> Any:
-        from twisted.internet import defer
-
         d = defer.maybeDeferred(service.MultiService.stopService, self)
         if self._dialing.running:
             stopping = self._dialing.stopService()
@@ -161,13 +159,22 @@ class Networks(service.MultiService):
 
         d.addCallbacks(published, failed)
 
-    def tahoe_tor(self) -> Any:
-        """Tahoe's own tor provider, for its HTTPS storage client (get_tor_instance), made on first use."""
-        if self._tahoe_tor_made is None:
-            if self.tahoe_tor_factory is None:
-                raise RuntimeError("Tahoe's tor provider is not available under foolscap-sidetls tahoe")
-            self._tahoe_tor_made = self.tahoe_tor_factory()
-        return self._tahoe_tor_made
+    def tor_web(self, reactor: Any) -> "Deferred[TorWeb]":
+        """
+        What Tahoe's HTTPS storage client gets from C{get_tor_instance}:
+        agents dialing through this node's own tor handler -- the tor it
+        launched or the one at control.port -- never a tor of Tahoe's.
+        """
+        handler = self.handlers.get("tor")
+        if handler is None:
+            return defer.fail(
+                ValueError(
+                    "%s: Tahoe's HTTPS storage client needs tor here (a pb+tor:// storage server, or [connections] "
+                    "tcp = tor), but tor is disabled ([tor] enabled = false); enable it, or set [storage] "
+                    "force_foolscap = true on the servers" % (self._config.get_config_path("tahoe.cfg"),)
+                )
+            )
+        return defer.succeed(TorWeb(handler, reactor))
 
 
 class _Provider(service.Service):
@@ -209,8 +216,9 @@ class TorProvider(_Provider):
     def listen(self, tub: Any) -> None:
         self.networks.listen_tor(tub)
 
-    def get_tor_instance(self, reactor: object) -> Any:
-        return self.networks.tahoe_tor().get_tor_instance(reactor)
+    def get_tor_instance(self, reactor: object) -> "Deferred[TorWeb]":
+        """For Tahoe's HTTPS storage client: see L{Networks.tor_web}."""
+        return self.networks.tor_web(reactor)
 
 
 #: Each Tahoe configuration object and its networks (a node process has one).

@@ -7,6 +7,8 @@ Foolscap's protocol are left to the wrapped endpoints.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any, Callable, Optional
 
 from twisted.internet.endpoints import serverFromString
@@ -16,7 +18,16 @@ from .. import install, listener
 from ._keys import is_added
 from ._networks import I2PProvider, TorProvider, networks_for
 
-__all__ = ["admit_keys", "create_tub", "i2p_provider", "listen_on_unused", "tor_provider", "tub_listen_on"]
+__all__ = [
+    "admit_keys",
+    "create_tub",
+    "i2p_create_config",
+    "i2p_provider",
+    "listen_on_unused",
+    "tor_provider",
+    "tub_listen_on",
+    "validate_i2p_options",
+]
 
 
 def _reactor() -> Any:
@@ -49,12 +60,14 @@ def i2p_provider(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def tor_provider(original: Callable[..., Any]) -> Callable[..., Any]:
-    """The node's [tor] served by foolscap-sidetls; Tahoe's own is kept for its HTTPS storage client."""
+    """
+    The node's [tor] served by foolscap-sidetls, its HTTPS storage client
+    included (L{TorProvider.get_tor_instance}): Tahoe's own provider is
+    never made, so it never launches or connects to a tor of its own.
+    """
 
     def create(reactor: Any, config: Any, import_tor: Any = None, import_txtorcon: Any = None) -> TorProvider:
-        networks = networks_for(reactor, config)
-        networks.tahoe_tor_factory = lambda: original(reactor, config, import_tor, import_txtorcon)
-        return TorProvider(networks)
+        return TorProvider(networks_for(reactor, config))
 
     return create
 
@@ -136,3 +149,93 @@ def listen_on_unused(original: Callable[..., Any]) -> Callable[..., Any]:
         return original(_ListeningRoleBased(tub), portnum)
 
     return listenOnUnused
+
+
+#: Where create-node --i2p-launch writes the destination key, and the I2P
+#: port in its hint: what Tahoe's own create_config writes for a SAM port.
+_I2P_KEY_FILE = os.path.join("private", "i2p_dest.privkey")
+_I2P_EXTERNAL_PORT = 3457
+
+
+def validate_i2p_options(original: Callable[[Any], None]) -> Callable[[Any], None]:
+    """
+    Tahoe's checks of create-node's I2P options, with --i2p-launch
+    accepted (Tahoe refuses it as "under development"): the launcher
+    serves C{[i2p] launch = true}.
+    """
+    from twisted.python.usage import UsageError
+
+    def validate(o: Any) -> None:
+        launch = o["i2p-launch"]
+        if not launch:
+            return original(o)
+        if "i2p" not in o["listen"].split(","):
+            raise UsageError("--i2p-launch requires --listen=i2p")
+        if o["i2p-sam-port"]:
+            raise UsageError("use either --i2p-launch or --i2p-sam-port=, not both")
+        # Tahoe's remaining checks (txi2p installed), without its refusal.
+        o["i2p-launch"] = False
+        try:
+            original(o)
+        finally:
+            o["i2p-launch"] = launch
+
+    return validate
+
+
+def i2p_create_config(original: Callable[..., Any]) -> Callable[..., Any]:
+    """
+    create-node's [i2p] section: with --i2p-launch, an i2pd launched by
+    L{foolscap_sidetls.i2p.launch} in the node's own i2pd directory (the
+    one C{run} will launch it in) makes the destination key through SAM,
+    and is stopped; the section says C{launch = true}.  Otherwise Tahoe's
+    own (SAM at --i2p-sam-port, or 127.0.0.1:7656).
+    """
+
+    async def create_config(reactor: Any, cli_config: Any) -> Any:
+        if not cli_config["i2p-launch"]:
+            return await original(reactor, cli_config)
+        return await _launched_i2p_config(reactor, cli_config)
+
+    return create_config
+
+
+async def _launched_i2p_config(reactor: Any, cli_config: Any) -> Any:
+    from allmydata.listeners import ListenerConfig  # type: ignore[import-untyped]
+
+    from .. import i2p
+    from .._files import write_private
+    from ..config import I2P_STATEDIR
+
+    basedir = os.path.abspath(cli_config["basedir"])
+    stdout = getattr(cli_config, "stdout", sys.stdout)
+    stderr = getattr(cli_config, "stderr", sys.stderr)
+    executable = cli_config["i2p-executable"]
+    if executable:
+        executable = os.path.abspath(os.path.expanduser(executable))
+    try:
+        handler = i2p.launch(executable, os.path.join(basedir, I2P_STATEDIR), reactor=reactor)
+        print("launching i2pd (to allocate .i2p address)..", file=stdout)
+        try:
+            key = await handler.new_destination_key()
+        finally:
+            await handler.stop()
+    except i2p.I2PError as e:
+        # One line, not a traceback: what failed and why (i2pd not found,
+        # exited, its SAM bridge silent).
+        print("foolscap-sidetls tahoe: could not make the I2P destination key with a launched i2pd: %s" % (e,),
+              file=stderr)
+        raise SystemExit(1) from None
+    keyfile = os.path.join(basedir, _I2P_KEY_FILE)
+    write_private(keyfile, key)
+    address = i2p.address_of(keyfile)
+    print(".i2p address allocated (i2pd stopped; `run` launches it again)", file=stdout)
+    entries = [("launch", "true")]
+    if executable:
+        entries.append(("i2p.executable", executable))
+    entries += [
+        ("dest", "true"),
+        ("dest.port", str(_I2P_EXTERNAL_PORT)),
+        ("dest.private_key_file", _I2P_KEY_FILE),
+    ]
+    return ListenerConfig(["listen:i2p"], ["i2p:%s:%d" % (address, _I2P_EXTERNAL_PORT)], {"i2p": entries})

@@ -47,10 +47,10 @@ class InstalledTahoeTests(SynchronousTestCase):
         self.assertEqual(check(), allmydata.__version__)
 
     def test_everyPointPatchedAndUndone(self) -> None:
-        """apply() replaces all 11 points (aliases by one object); undo() restores every original."""
+        """apply() replaces all 13 points (aliases by one object); undo() restores every original."""
         patched = apply()
         try:
-            self.assertEqual(len(PATCH_POINTS), 11)
+            self.assertEqual(len(PATCH_POINTS), 13)
             replaced = [(m, n) for (m, n), real in _REAL.items() if getattr(importlib.import_module(m), n) is real]
             self.assertEqual(replaced, [])
             self.assertIs(client.create_i2p_provider, i2p_provider.create)
@@ -137,3 +137,35 @@ class ChangedTahoeTests(SynchronousTestCase):
         fake_config = type("_Config", (), {"get_config": lambda self: None, "get_config_path": lambda self: None})
         importer = _changed("allmydata.node", lambda m: setattr(m, "_Config", fake_config))
         self.assertRefusedUntouched(importer, "missing hook allmydata.node._Config.enumerate_section")
+
+    def test_storageClientNoLongerAsksForTor(self) -> None:
+        """
+        An HTTPS storage client that no longer gets its agent through
+        get_tor_instance and web_agent (what the launcher answers with the
+        node's own tor): refused, naming both.
+        """
+
+        class StorageClientFactory:
+            async def _create_agent(self, nurl: Any, reactor: Any, tls: Any, pool: Any) -> Any:
+                return await self._tor_provider.get_tor(reactor)  # type: ignore[attr-defined]
+
+        importer = _changed(
+            "allmydata.storage.http_client", lambda m: setattr(m, "StorageClientFactory", StorageClientFactory)
+        )
+        self.assertRefusedUntouched(
+            importer,
+            "allmydata.storage.http_client.StorageClientFactory._create_agent no longer uses get_tor_instance, "
+            "web_agent, so the HTTPS storage client's agent over tor (answered with the node's own tor handler) "
+            "would not be what it asks for",
+        )
+
+    def test_createNodeListenerTableChanged(self) -> None:
+        """create-node's listener table no longer holding i2p_provider: its create_config patch would be missed."""
+        importer = _changed(
+            "allmydata.scripts.create_node", lambda m: setattr(m, "_LISTENERS", {**m._LISTENERS, "i2p": object()})
+        )
+        self.assertRefusedUntouched(
+            importer,
+            "allmydata.scripts.create_node._LISTENERS['i2p'] is no longer the module allmydata.util.i2p_provider, "
+            "so create-node would not call the patched create_config",
+        )
