@@ -54,3 +54,15 @@ class WritePrivateTests(SynchronousTestCase):
         self.assertRaises(OSError, write_private, os.path.join(self.dir, "missing", "key"), "x")
         self.assertRaises(UnicodeEncodeError, write_private, os.path.join(self.dir, "k2"), "ключ")
         self.assertEqual(os.listdir(self.dir), ["key"])
+
+
+class TemporaryPaths(SynchronousTestCase):
+    """tests/conftest.py: trial's mktemp() under pytest leaves nothing in the checkout."""
+
+    def test_mktemp_is_outside_the_checkout(self) -> None:
+        checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        path = self.mktemp()
+        self.assertTrue(os.path.isabs(path), path)
+        self.assertFalse(os.path.exists(path))
+        self.assertTrue(os.path.isdir(os.path.dirname(path)))
+        self.assertFalse(os.path.realpath(path).startswith(os.path.realpath(checkout) + os.sep), path)
