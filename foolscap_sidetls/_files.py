@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Union
+from typing import Optional, Union
 
 _Path = Union[str, "os.PathLike[str]"]
 
@@ -52,3 +52,20 @@ def write_private(path: _Path, data: Union[str, bytes], *, replace: bool = True)
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def read_small(path: _Path) -> Optional[str]:
+    """
+    The ASCII text, stripped, of a small file this project writes (a key,
+    a port number), or None when there is no such file: a missing file is
+    the normal first start, so only that is not an error.
+
+    @raise OSError: it exists but cannot be read.
+    @raise UnicodeDecodeError: it is not ASCII.  Callers name the file and
+        what it is for in their own terms.
+    """
+    try:
+        with open(path, "r", encoding="ascii") as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None

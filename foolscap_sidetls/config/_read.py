@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 from foolscap.ipb import InvalidHintError
 
 from .. import _hints, i2p as _i2p
+from .._files import read_small
 from .._limits import Limits
 from .._parser import parse_limits
 from ._addresses import local_addresses
@@ -321,12 +322,11 @@ def _read(
 def _read_portnum(reader: _Reader) -> Optional[str]:
     path = os.path.join(reader.basedir, PORTNUM_FILE)
     try:
-        with open(path, "r", encoding="ascii") as f:
-            text = f.read().strip()
-    except FileNotFoundError:
-        return None
+        text = read_small(path)
     except (OSError, UnicodeDecodeError) as e:
         raise reader.error("node", "tub.port", "is not set, and %s cannot be read (%s)" % (path, _why(e))) from None
+    if text is None:
+        return None
     if _ascii_digits(text):
         text = "tcp:%d" % (int(text),)
     tcp = _tcp_port(text)

@@ -12,6 +12,7 @@ from typing import Callable, Optional, Union
 
 from foolscap.ipb import InvalidHintError
 
+from .._files import read_small
 from .sam import b32, i2p_b64decode, public_part
 
 _I2P_NAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)+i2p\Z")
@@ -44,12 +45,11 @@ def claim(where: str, address: str, what: str) -> Callable[[], None]:
 def read_key(path: str) -> Optional[str]:
     """The private key in C{path} (I2P base64, as SAM and txi2p write it), or None."""
     try:
-        with open(path, "r", encoding="ascii") as f:
-            text = f.read().strip()
-    except FileNotFoundError:
-        return None
+        text = read_small(path)
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError("cannot read I2P key file %r: %s" % (path, e)) from None
+    if text is None:
+        return None
     try:
         raw = i2p_b64decode(text)
         public = public_part(raw)
