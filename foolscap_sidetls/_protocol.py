@@ -34,7 +34,13 @@ the negotiation limits at that moment and its bytes pass through
 untouched: L{Phase.PASSTHROUGH}, and L{_foolscap.tookOver} for the rule.
 
 This module is the splice: choosing the side, putting the TLS layer in,
-passing writes and producers through.  Around it, each in its own module:
+passing writes and producers through.  It stays one piece (about the size
+of C{twisted/protocols/tls.py}, which does the same job in one module)
+because it is one object seen from three sides: L{SideTLSProtocol} is the
+transport Foolscap writes to, the protocol the transport delivers to, and
+the producer/consumer between them, and its methods share one
+connection's state; the measured hot-path shortcuts sit beside the
+methods they replace.  Around it, each in its own module:
 the connection's phase (L{_phase}), the C{max_negotiating} policy
 (L{_admission}), what a failure is explained and logged as
 (L{_reporting}, L{_diagnosis}), and every read of Foolscap's private

@@ -4,6 +4,11 @@ socket direction, the way Twisted's TCP transports choose theirs, and the
 endpoints and hint handler that connect Tubs through them.
 
 See L{foolscap_sidetls.testing} for how to use it.
+
+One piece, though over 500 lines: the transports, the network that
+delivers between them on its clock, and the endpoints and hint handler
+(thin views of the network) share one delivery queue; split, each part
+would reach into the others' private state.
 """
 
 from __future__ import annotations
