@@ -11,6 +11,7 @@ import re
 from typing import Any, Awaitable, Callable, Optional, Union
 
 import txtorcon
+from twisted.application.internet import backoffPolicy
 from twisted.internet import defer, error
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, UNIXClientEndpoint
@@ -29,6 +30,7 @@ CONTROL_TIMEOUT = 30.0
 #: RETRY_MAX, and callers meanwhile get the last failure at once.
 RETRY_INITIAL = 1.0
 RETRY_MAX = 60.0
+_RETRY_POLICY = backoffPolicy(RETRY_INITIAL, RETRY_MAX, 2.0, jitter=lambda: 0.0)
 #: A control connection lost sooner than this after it opened counts as a
 #: failure in a row (a tor that exits right after bootstrapping is not
 #: relaunched at every dial); one that lasted longer starts afresh.
@@ -141,10 +143,15 @@ class _SharedTor:
         self._opened_at = 0.0
 
     def retry_delay(self) -> float:
-        """Seconds to wait before the next attempt, after L{failures} in a row."""
+        """
+        Seconds to wait before the next attempt, after L{failures} in a row:
+        none after the first (a control connection lost once is reopened at
+        once), then Twisted's C{backoffPolicy} without jitter (one waiting
+        dial per handler, so there is no herd to spread).
+        """
         if self.failures <= 1:
             return 0.0
-        return float(min(RETRY_MAX, RETRY_INITIAL * 2 ** (self.failures - 2)))
+        return float(_RETRY_POLICY(self.failures - 2))
 
     def _backing_off(self, now: float) -> Optional[Exception]:
         """The error for a caller arriving while it backs off; None if it may try."""
