@@ -154,9 +154,12 @@ def listen(
         state["session"] = session
         handler._listening.add(session)
         session.on_close(lambda: handler._listening.discard(session))
-        await session.ready(update_status)
+        # The Tub gets its listener before the session opens (at once when
+        # the key exists; the port waits for the session): Tahoe-LAFS
+        # checks that a node's Tub is listening while it builds the node.
         endpoint = SAMServerEndpoint(session, port)
         state["listener"] = tub.listenOn(listener(endpoint, limits=chosen))
+        await session.ready(update_status)
         if tub.running:
             await endpoint.when_listening()
             if endpoint.failure is not None:

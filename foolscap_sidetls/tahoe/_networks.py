@@ -15,7 +15,7 @@ Tahoe's HTTPS storage client over Tor dials through the same tor handler
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional, Union
 
 from twisted.application import service
 from twisted.internet import defer
@@ -109,7 +109,19 @@ class Networks(service.MultiService):
             )
         return clientFromString(self._reactor, control)
 
-    def listen_tor(self, tub: Any) -> None:
+    def onion_local_port(self) -> Optional[int]:
+        """C{[tor] onion.local_port} when C{[tor] onion = true}, else None."""
+        if not self._config.get_config("tor", "onion", False, boolean=True):
+            return None
+        return int(self._config.get_config("tor", "onion.local_port"))
+
+    def listen_tor(self, tub: Any, local_port: Union[int, None, str] = "configured") -> None:
+        """
+        Publish the onion service: C{tor.listen} makes the Tub listen on
+        127.0.0.1 (C{[tor] onion.local_port}, or C{local_port}: None for a
+        free port, when the Tub's own tub.port already holds that port on
+        every interface) and tor forward to it.
+        """
         from .. import tor
 
         get = self._config.get_config
@@ -119,7 +131,7 @@ class Networks(service.MultiService):
             tor.listen(
                 tub,
                 self.tor_publisher(),
-                local_port=int(get("tor", "onion.local_port")),
+                local_port=int(get("tor", "onion.local_port")) if local_port == "configured" else local_port,
                 external_port=int(get("tor", "onion.external_port")),
                 private_key_file=keyfile,
                 reactor=self._reactor,
@@ -213,8 +225,11 @@ class TorProvider(_Provider):
     hint_type = "tor"
     get_tor_handler = _Provider.get_client_endpoint
 
-    def listen(self, tub: Any) -> None:
-        self.networks.listen_tor(tub)
+    def listen(self, tub: Any, local_port: Union[int, None, str] = "configured") -> None:
+        self.networks.listen_tor(tub, local_port)
+
+    def onion_local_port(self) -> Optional[int]:
+        return self.networks.onion_local_port()
 
     def get_tor_instance(self, reactor: object) -> "Deferred[TorWeb]":
         """For Tahoe's HTTPS storage client: see L{Networks.tor_web}."""

@@ -15,6 +15,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 
 from .. import install, listener
+from .._twisted import parse_description
 from ._keys import is_added
 from ._networks import I2PProvider, TorProvider, networks_for
 
@@ -108,11 +109,32 @@ def _role_based(what: Any) -> Any:
     return listener(serverFromString(_reactor(), text))
 
 
+def _loopback_tcp_port(description: str) -> Optional[int]:
+    """The port of a C{tcp:PORT:interface=<loopback>} description, else None."""
+    try:
+        args, kwargs = parse_description(description)
+    except ValueError:
+        return None
+    if len(args) != 2 or args[0] != "tcp" or not args[1].isdigit():
+        return None
+    if kwargs.get("interface") not in ("127.0.0.1", "::1", "localhost"):
+        return None
+    return int(args[1])
+
+
 def tub_listen_on(original: Callable[..., Any]) -> Callable[..., Any]:
     """Every tub.port entry as a sidetls listener; listen:tor and listen:i2p published by foolscap-sidetls."""
 
     def tub_listen_on(i2p_provider: Any, tor_provider: Any, tub: Any, tubport: Any, location: Any) -> None:
-        for port in _text(tubport).split(","):
+        entries = _text(tubport).split(",")
+        # [tor] onion = true, as `tahoe create-node --listen=tor` writes it:
+        # tub.port = tcp:LOCAL:interface=127.0.0.1, which stock Tahoe's tor
+        # provider publishes when it starts.  Here tor.listen listens on it
+        # and publishes it; a tub.port holding that port on every interface
+        # keeps it, and the onion forwards to a free 127.0.0.1 port instead.
+        onion = tor_provider.onion_local_port() if isinstance(tor_provider, TorProvider) else None
+        published = onion is None or "listen:tor" in entries
+        for port in entries:
             if port in ("listen:i2p", "listen:tor"):
                 provider = i2p_provider if port == "listen:i2p" else tor_provider
                 if not isinstance(provider, (I2PProvider, TorProvider)):
@@ -121,8 +143,13 @@ def tub_listen_on(original: Callable[..., Any]) -> Callable[..., Any]:
                         "before the launcher patched it?)" % (port, port.split(":")[1], provider)
                     )
                 provider.listen(tub)
+            elif not published and _loopback_tcp_port(port) == onion:
+                tor_provider.listen(tub)
+                published = True
             else:
                 tub.listenOn(_role_based(port))
+        if not published:
+            tor_provider.listen(tub, local_port=None)
         tub.setLocation(location)
 
     return tub_listen_on

@@ -366,11 +366,13 @@ def listen(
         state["service_id"] = service_id
 
     async def run() -> str:
+        # The Tub gets its listener at once, before tor answers: Tahoe-LAFS
+        # checks that a node's Tub is listening while it builds the node.
+        local = _LocalPort(TCP4ServerEndpoint(reactor, local_port or 0, interface="127.0.0.1"))
+        state["listener"] = tub.listenOn(listener(local, limits=chosen))
         session = await shared.get(reactor, report)
         state["session"] = session
         report("waiting for the Tub to listen on 127.0.0.1 (is it running?)")
-        local = _LocalPort(TCP4ServerEndpoint(reactor, local_port or 0, interface="127.0.0.1"))
-        state["listener"] = tub.listenOn(listener(local, limits=chosen))
         try:
             port = await _observe(local.listening)
         except CancelledError:

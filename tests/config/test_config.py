@@ -1113,9 +1113,11 @@ class CreateTub(TestCase):
         fake = FakeTor(self.reactor)
         c = config.load(self.node.cfg("[node]\ntub.port = listen:tor,tcp:3457\ntub.location = tcp:127.0.0.1:3457\n" + ONION))
         d = config.create_tub(c, self.reactor)
-        # only tcp:3457 has started listening (tor.listen listens after reaching tor)
-        [port] = self.reactor.ports
+        # tcp:3457 and the onion's local port listen at once, before tor
+        # answers (Tahoe-LAFS checks that a node's Tub listens as it is built)
+        port, local = sorted(self.reactor.ports, key=lambda p: p.number)
         self.assertEqual((port.number, port.listening), (3457, True))
+        self.assertEqual((local.number, local.interface, local.listening), (7000, "127.0.0.1", True))
         tub = self.reactor.tub_of(port)
         self.assertTrue(tub.running)
         fake.refuse()
@@ -1128,8 +1130,8 @@ class CreateTub(TestCase):
                 "'ControlPort 9051' and 'CookieAuthentication 1' in /etc/tor/torrc and restart tor, or let "
                 "foolscap_sidetls.tor.launch() start a tor of its own" % (self.node.path("node.cfg"),),
             )
-            self.assertEqual(self.reactor.ports, [port])
-            self.assertFalse(port.listening)
+            self.assertEqual(sorted(self.reactor.ports, key=lambda p: p.number), [port, local])
+            self.assertEqual((port.listening, local.listening), (False, False))
             self.assertFalse(tub.running)
 
         return self.assertFailure(d, config.StartError).addCallback(failed)

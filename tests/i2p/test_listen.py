@@ -51,6 +51,26 @@ class ListenTests(BridgeTestCase):
         self.assertEqual(hint2, hint + ":3457")
         self.assertEqual(self.bridge.verbs().count("DEST GENERATE"), 1)
 
+    def test_listening_at_once_with_a_key(self) -> None:
+        """
+        With its key file in place, the Tub has its listener as listen()
+        returns, before the session opens (Tahoe-LAFS checks that a node's
+        Tub is listening while it builds the node); the hint comes once
+        the session is open.
+        """
+        key = self.mktemp()
+        tub = Tub()
+        self.addCleanup(self.cleanup_tub, tub)
+        self.successResultOf(self.listen(tub, key))
+        self.cleanup_tub(tub)
+        tub2 = Tub()
+        self.addCleanup(self.cleanup_tub, tub2)
+        d = i2p.listen(tub2, self.bridge.endpoint, key, reactor=self.clock)
+        self.assertEqual((len(tub2.getListeners()), d.called), (1, False))
+        self.bridge.flush()
+        self.assertEqual(self.successResultOf(d), "i2p:" + i2p.address_of(key))
+        self.assertEqual(len(tub2.getListeners()), 1)
+
     def test_listener_limits(self) -> None:
         """listen() gives its limits to the Tub's sidetls listener."""
         tub = Tub()

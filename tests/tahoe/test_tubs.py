@@ -130,13 +130,48 @@ class ListenerTests(TestCase):
             def __init__(self) -> None:
                 pass
 
-            def listen(self, tub: Any) -> None:
+            def listen(self, tub: Any, local_port: Any = "configured") -> None:
                 seen.append(("tor", tub))
+
+            def onion_local_port(self) -> None:
+                return None
 
         tub = Tub()
         node.tub_listen_on(Recording(), RecordingTor(), tub, "listen:tor,tcp:0:interface=127.0.0.1,listen:i2p", b"x")
         self.assertEqual(seen, [("tor", tub), ("i2p", tub)])
         self.assertEqual(len(tub.getListeners()), 1)
+
+    def test_onionAsCreateNodeWritesIt(self) -> None:
+        """
+        `tahoe create-node --listen=tor` writes tub.port = tcp:LOCAL:interface=127.0.0.1 and
+        [tor] onion = true, which stock Tahoe's tor provider publishes as it starts: here
+        tor.listen takes that entry (it listens there and publishes); a tub.port holding the
+        port on every interface keeps it, and the onion forwards to a free loopback port.
+        """
+        launcher(self)
+        seen: list[Any] = []
+
+        class OnionTor(_networks.TorProvider):
+            def __init__(self) -> None:
+                pass
+
+            def listen(self, tub: Any, local_port: Any = "configured") -> None:
+                seen.append(local_port)
+
+            def onion_local_port(self) -> int:
+                return 7000
+
+        tub = Tub()
+        node.tub_listen_on(None, OnionTor(), tub, "tcp:7000:interface=127.0.0.1", b"x")
+        self.assertEqual((seen, len(tub.getListeners())), (["configured"], 0))
+        del seen[:]
+        tub = Tub()
+        node.tub_listen_on(None, OnionTor(), tub, "tcp:7000", b"x")
+        self.assertEqual((seen, len(tub.getListeners())), ([None], 1))
+        del seen[:]
+        tub = Tub()
+        node.tub_listen_on(None, OnionTor(), tub, "listen:tor", b"x")
+        self.assertEqual((seen, len(tub.getListeners())), (["configured"], 0))
 
     def test_tahoesOwnProviderRefused(self) -> None:
         """Given Tahoe's own provider (made before the patch), listen:i2p says why instead of half-working."""
