@@ -65,6 +65,7 @@ class FakeSAM(LineReceiver):
         self.greeted = False
         self.partner: FakeSAM | None = None
         self.session: str | None = None
+        self.held = b""
 
     def send(self, line: str) -> None:
         self.sendLine(line.encode("utf-8"))
@@ -146,6 +147,15 @@ class FakeSAM(LineReceiver):
                 self.setRawMode()
                 acceptor.setRawMode()
                 return
+            if public == target and self.bridge.queue_incoming:
+                # i2pd keeps a stream that finds no acceptor for 10 s and
+                # hands it to the next STREAM ACCEPT.
+                self.bridge.connect_fields.append(fields)
+                self.bridge.incoming.setdefault(name, []).append((self, fields))
+                self.bridge.queued += 1
+                self.send("STREAM STATUS RESULT=OK")
+                self.setRawMode()
+                return
         self.send('STREAM STATUS RESULT=CANT_REACH_PEER MESSAGE="no route"')
 
     def do_stream_accept(self, fields: dict[str, str]) -> None:
@@ -153,11 +163,26 @@ class FakeSAM(LineReceiver):
         if nickname not in self.bridge.sessions:
             self.send("STREAM STATUS RESULT=INVALID_ID")
             return
+        waiting = self.bridge.incoming.get(nickname)
+        if waiting:
+            # The status, the peer line and the bytes the dialer already
+            # sent, in one write, as i2pd does for a waiting stream.
+            dialer, dial_fields = waiting.pop(0)
+            own = self.bridge.sessions[dial_fields["ID"]][1]
+            peer_line = "%s FROM_PORT=0 TO_PORT=%s" % (own, dial_fields.get("TO_PORT", "0"))
+            held, dialer.held = dialer.held, b""
+            self.transport.write(b"STREAM STATUS RESULT=OK\n" + peer_line.encode("utf-8") + b"\n" + held)
+            self.partner, dialer.partner = dialer, self
+            self.setRawMode()
+            return
         self.bridge.accepting.setdefault(nickname, []).append(self)
         self.send("STREAM STATUS RESULT=OK")
 
     def rawDataReceived(self, data: bytes) -> None:
-        assert self.partner is not None
+        if self.partner is None:
+            # a dialer waiting for an acceptor (queue_incoming)
+            self.held += data
+            return
         self.partner.transport.write(data)
 
     def connectionLost(self, reason: object = None) -> None:
@@ -206,6 +231,11 @@ class FakeSAMBridge:
         self.accepting: dict[str, list[FakeSAM]] = {}
         self.connect_fields: list[dict[str, str]] = []
         self.refuse: dict[str, tuple[str, str]] = {}
+        #: with queue_incoming, a dial that finds no STREAM ACCEPT waits
+        #: for the next one (incoming), as in i2pd, instead of failing.
+        self.queue_incoming = False
+        self.incoming: dict[str, list[tuple[FakeSAM, dict[str, str]]]] = {}
+        self.queued = 0
         self.hello: str | None = "HELLO REPLY RESULT=OK VERSION=3.1"
         self.session_delay = 0.0
         self.down = False

@@ -9,12 +9,15 @@ import os
 import stat
 
 from foolscap.api import Tub
+from twisted.internet.protocol import Factory
 
 import foolscap_sidetls
 from foolscap_sidetls import i2p
 from foolscap_sidetls._endpoints import ListenerEndpoint
 
-from ._fakes import BridgeTestCase, b32_of, make_keypair
+from twisted.internet.protocol import Factory
+
+from ._fakes import BridgeTestCase, Recorder, b32_of, make_keypair
 
 
 class ListenTests(BridgeTestCase):
@@ -195,6 +198,37 @@ class ListeningPortTests(BridgeTestCase):
             self.bridge.flush()
             self.successResultOf(d)
         self.assertEqual(len(accepted), 3)
+        self.assertEqual(len(self.bridge.accepting["srv"]), 2)
+
+    def test_stream_waiting_before_the_accept(self) -> None:
+        """
+        More dialers than open accepts at once: i2pd keeps the extra stream
+        and answers the next C{STREAM ACCEPT} with the status, the peer line
+        and the dialer's first bytes in one read.  Every dialer is served,
+        its bytes intact, and the accepts are replenished.  (txi2p's accept
+        loop ends here, and its listener goes deaf:
+        tests/integration/_tahoe_stock.py.)
+        """
+        self.bridge.queue_incoming = True
+        b32, accepted, port = self.open_listener()
+        h = self.handler()
+        dials = []
+        for i in range(3):
+            greeting = b"hello %d" % (i,)
+
+            class Greeter(Recorder):
+                def connectionMade(self, greeting=greeting) -> None:
+                    self.transport.write(greeting)
+
+            ep, _ = h.hint_to_endpoint("i2p:" + b32, self.clock, lambda status: None)
+            dials.append(ep.connect(Factory.forProtocol(Greeter)))
+        self.bridge.flush()
+        for d in dials:
+            self.successResultOf(d)
+        self.assertEqual(self.bridge.queued, 1, "no dial found every accept taken")
+        self.assertEqual(len(accepted), 3)
+        self.assertEqual(sorted(p.received for p in accepted), [b"hello 0", b"hello 1", b"hello 2"])
+        self.assertEqual(self.bridge.incoming["srv"], [])
         self.assertEqual(len(self.bridge.accepting["srv"]), 2)
 
     def test_session_lost_and_reopened(self) -> None:

@@ -129,6 +129,9 @@ class SAMListeningPort:
             await connection.request(
                 "STREAM ACCEPT ID=%s SILENT=false" % (self._session.nickname,),
                 "STREAM ACCEPT", "STREAM STATUS", HELLO_TIMEOUT,
+                # A stream already waiting comes in the same read as the
+                # status: its peer line stays buffered for next_line().
+                raw_after=True,
             )
         except CancelledError:
             if connection is not None:

@@ -230,10 +230,17 @@ class SAMConnection(Protocol):
         return d
 
     def next_line(self) -> Deferred:
-        """Fire with the next line (an accepted stream's peer line); hold what follows."""
+        """
+        Fire with the next line (an accepted stream's peer line); hold what
+        follows.  Lines held since a C{raw_after} request are read now: i2pd
+        sends a waiting stream's peer line in the same read as the
+        C{STREAM STATUS}, before this is called.
+        """
         assert self._pending is None
         d: Deferred = Deferred(self._cancel)
         self._pending = (d, "STREAM ACCEPT", "", True)
+        if self._mode == "hold":
+            self._mode = "lines"
         self._drain()
         if self.lost and self._pending is not None and self._pending[0] is d:
             # The bridge closed the socket right after its STREAM STATUS:

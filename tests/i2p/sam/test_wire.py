@@ -44,6 +44,25 @@ class SAMConnectionTests(TestCase):
         self.assertEqual(app.received, b"first, then more, and after")
         self.assertEqual(clock.getDelayedCalls(), [])
 
+    def test_status_peer_line_and_bytes_in_one_read(self) -> None:
+        """
+        A peer already waiting when C{STREAM ACCEPT} is answered: i2pd sends
+        the status, the peer line and the peer's first bytes in one read.
+        (txi2p's accept loop ends on exactly this, "can't concat str to
+        bytes", and its listener goes deaf: tests/integration/_tahoe_stock.py.)
+        """
+        connection, transport, clock = self.connected()
+        d = connection.request("STREAM ACCEPT ID=a SILENT=false", "STREAM ACCEPT", "STREAM STATUS", 30, raw_after=True)
+        public, _ = make_keypair()
+        connection.dataReceived(b"STREAM STATUS RESULT=OK\n" + public.encode() + b" FROM_PORT=0 TO_PORT=0\nGET /id/")
+        self.successResultOf(d)
+        self.assertEqual(self.successResultOf(connection.next_line()), public + " FROM_PORT=0 TO_PORT=0")
+        app = Recorder()
+        here = i2p.I2PAddress(B32)
+        connection.attach(app, here, here)
+        connection.dataReceived(b"abc HTTP/1.1")
+        self.assertEqual(app.received, b"GET /id/abc HTTP/1.1")
+
     def test_ping_and_split_lines(self) -> None:
         connection, transport, clock = self.connected()
         d = connection.request("NAMING LOOKUP NAME=ME", "NAMING LOOKUP", "NAMING REPLY", 30)
