@@ -175,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                         # a variant that cannot form a grid is a result too: "-" in the table
                         failures.setdefault("%s %s" % (name, label), str(e).splitlines()[0][:400])
                         print("round %d %s %s: FAILED: %s" % (round_ + 1, name, label, str(e).splitlines()[0][:400]), flush=True)
+                        # the nodes' logs (the work directory is removed at the end)
+                        print(str(e), file=sys.stderr, flush=True)
                         continue
                     results[name][label].append(row)
                     print(
