@@ -76,14 +76,18 @@ def _keep_txi2p_accepting() -> None:
     whenever two dialers reach a stock node in the same second, and before
     this patch 4 of 5 runs of ``StockGridTests`` had one test failing for
     it (3 runs after it: all passed).  The stock baseline gets a new accept
-    after such a loss (1 s, doubling to 10 s while they keep failing), so
+    after such a loss (Twisted's backoffPolicy: 1 s, doubling to 10 s while
+    they keep failing), so
     the grid tests compare TLS sides, not this txi2p bug.
     foolscap-sidetls's own SAM client reads that reply correctly
     (tests/i2p/test_listen.py, test_stream_waiting_before_the_accept).
     """
+    from twisted.application.internet import backoffPolicy
     from twisted.internet import reactor
     from twisted.python import log
     from txi2p.sam import stream
+
+    delay_for = backoffPolicy(initialDelay=1.0, maxDelay=10.0, factor=2.0, jitter=lambda: 0.0)
 
     open_accept = stream.StreamAcceptPort.openAccept
     stop_listening = stream.StreamAcceptPort.stopListening
@@ -109,15 +113,16 @@ def _keep_txi2p_accepting() -> None:
         if port is None:
             return finish(self, reason)
         if self.wrappedProto is not None:
-            port._sidetls_test_delay = 1.0
+            port._sidetls_test_losses = 0
             return finish(self, reason)
         finish(self, reason)
         if getattr(port, "_sidetls_test_stopped", False):
             return None
         if self in port.accepts:
             port.accepts.remove(self)
-        delay = getattr(port, "_sidetls_test_delay", 1.0)
-        port._sidetls_test_delay = min(delay * 2, 10.0)
+        losses = getattr(port, "_sidetls_test_losses", 0)
+        port._sidetls_test_losses = losses + 1
+        delay = delay_for(losses)
         log.msg(
             "txi2p: a STREAM ACCEPT ended before a peer arrived (%s); opening another in %g s" % (reason.value, delay)
         )
