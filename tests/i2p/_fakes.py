@@ -210,7 +210,7 @@ class FakeSAMEndpoint:
         if bridge.down:
             return defer.fail(error.ConnectionRefusedError())
         client = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 7656))
-        server = FakeSAM(bridge)
+        server = bridge.server_class(bridge)
         bridge.servers.append(server)
         pump = iosim.connect(
             server, iosim.makeFakeServer(server), client, iosim.makeFakeClient(client),
@@ -221,6 +221,9 @@ class FakeSAMEndpoint:
 
 
 class FakeSAMBridge:
+    #: what answers each SAM socket (a subclass for a hostile bridge)
+    server_class: type[FakeSAM] = FakeSAM
+
     def __init__(self) -> None:
         self.clock = MemoryReactorClock()
         self.pumps: list[iosim.IOPump] = []

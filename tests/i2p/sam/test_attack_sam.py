@@ -21,14 +21,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import defer, error, reactor, task
-from twisted.internet.address import IPv4Address
+from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.protocols.basic import LineReceiver
-from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import foolscap_sidetls
@@ -119,20 +117,12 @@ class HostileEndpoint(FakeSAMEndpoint):
             # A runaway reconnect loop: hold it here (this connect never
             # completes), so the test can report the count.
             return defer.Deferred()
-        if bridge.down:
-            return defer.fail(error.ConnectionRefusedError())
-        client = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 7656))
-        server = HostileSAM(bridge)
-        bridge.servers.append(server)
-        pump = iosim.connect(
-            server, iosim.makeFakeServer(server), client, iosim.makeFakeClient(client),
-            greet=False, clock=bridge.clock,
-        )
-        bridge.pumps.append(pump)
-        return defer.succeed(client)
+        return FakeSAMEndpoint.connect(self, factory)
 
 
 class HostileBridge(FakeSAMBridge):
+    server_class = HostileSAM
+
     def __init__(self) -> None:
         FakeSAMBridge.__init__(self)
         self.mode = ""
