@@ -11,7 +11,6 @@ import os
 import selectors
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from twisted.python.failure import Failure
 
 from foolscap_sidetls import _cli
 
+from .._support.ports import free_port
 from ..i2p._fakes import FakeSAMBridge
 
 PROGRAM = os.path.join(os.path.dirname(sys.executable), "foolscap-sidetls")
@@ -96,12 +96,6 @@ class Serving:
             self.process.send_signal(signal.SIGINT)
         out, err = self.process.communicate(timeout=WAIT)
         return self.process.returncode, self.rest.decode() + out, err
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class CommandReactor(MemoryReactorClock):

@@ -23,19 +23,11 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from .._support.ports import free_port
+
 #: I2CP options every SAM session on this router needs: zero hops (there
 #: are no peers) and lease-set type 1 (works around a lookup bug of 2.45.1).
 SESSION_OPTIONS = {"inbound.length": "0", "outbound.length": "0", "i2cp.leaseSetType": "1"}
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-    finally:
-        s.close()
 
 
 def private_config(ntcp2_port: int) -> dict[str, str]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 import time
 from typing import Any
@@ -27,6 +26,7 @@ from twisted.trial.unittest import TestCase
 from foolscap.api import Tub
 
 from foolscap_sidetls import i2p
+from .._support.ports import free_port
 from .._support.waiting import coroutine, until
 
 #: launch()'s default reseed_timeout, and the bound on when the failure
@@ -34,15 +34,6 @@ from .._support.waiting import coroutine, until
 TIMEOUT = i2p.RESEED_TIMEOUT
 LATEST = 45
 FIGURES: dict[str, str] = {}
-
-
-def _closed_port() -> int:
-    """A 127.0.0.1 port nothing listens on (connections are refused)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return int(port)
 
 
 def _offline_config() -> dict[str, Any]:
@@ -53,11 +44,11 @@ def _offline_config() -> dict[str, Any]:
         "address4": "127.0.0.1",
         "ipv6": "false",
         "nat": "false",
-        "ntcp2.port": str(_closed_port()),
+        "ntcp2.port": str(free_port()),
         "ssu2.enabled": "false",
         "upnp.enabled": "false",
         "nettime.enabled": "false",
-        "reseed.urls": "https://127.0.0.1:%d/" % (_closed_port(),),
+        "reseed.urls": "https://127.0.0.1:%d/" % (free_port(),),
     }
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import tempfile
 import time
 from typing import Any
@@ -33,6 +32,7 @@ from twisted.trial.unittest import TestCase
 from foolscap.api import Tub
 
 from foolscap_sidetls import tor
+from .._support.ports import free_port
 from .._support.waiting import coroutine, until
 
 ONION = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion"
@@ -47,15 +47,6 @@ class _CloseAtOnce(Protocol):
     def connectionMade(self) -> None:
         assert self.transport is not None
         self.transport.loseConnection()
-
-
-def _closed_port() -> int:
-    """A 127.0.0.1 port nothing listens on (connections are refused)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return int(port)
 
 
 def _offline_config(port: int) -> dict[str, Any]:
@@ -114,7 +105,7 @@ class Offline(TestCase):
     @coroutine
     async def test_dial_authority_refuses(self) -> None:
         """ping's case: a Tub dialing a tor: hint through the launched tor."""
-        port = _closed_port()
+        port = free_port()
         handler = self.launch(port)
         tub = Tub()
         tub.removeAllConnectionHintHandlers()

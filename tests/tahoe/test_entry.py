@@ -10,7 +10,6 @@ import io
 import os
 import selectors
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from allmydata import node
 
 from foolscap_sidetls.tahoe import INSTALL_HINT, main
 
+from .._support.ports import free_port
 from ._support import node_dir
 
 PROGRAM = os.path.join(os.path.dirname(sys.executable), "foolscap-sidetls")
@@ -31,12 +31,6 @@ WAIT = 60.0
 
 def _run(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, timeout=WAIT, stdin=subprocess.DEVNULL)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class EntryPointTests(SynchronousTestCase):
@@ -68,7 +62,7 @@ class EntryPointTests(SynchronousTestCase):
         tahoe run of an introducer under the launcher: it runs, says once
         that its Tubs are role-based, and its listener is sidetls's.
         """
-        port = _free_port()
+        port = free_port()
         basedir = os.path.join(node_dir(self), "introducer")
         created = _run(sys.executable, "-m", "foolscap_sidetls.tahoe", "create-introducer", "--listen=tcp",
                        "--port=tcp:%d:interface=127.0.0.1" % (port,), "--location=tcp:127.0.0.1:%d" % (port,), basedir)
